@@ -1,0 +1,1 @@
+//! Engines compose load, tokenise and infer into the capabilities the pipeline needs.

@@ -1,0 +1,1 @@
+//! Stage 3, infer: model definitions and the decoding loops that drive them.

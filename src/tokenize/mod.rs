@@ -1,0 +1,1 @@
+//! Stage 2, tokenise: text to token ids and back, and chat prompt templates.
