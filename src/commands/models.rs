@@ -176,7 +176,10 @@ fn verify(context: &Context, id: Option<&str>, format: Format) -> anyhow::Result
             }
         }
         if checks.is_empty() {
-            println!("no model is cached in {}", context.store.cache().root().display());
+            println!(
+                "no model is cached in {}",
+                context.store.cache().root().display()
+            );
         }
     }
     let corrupt = checks

