@@ -4,6 +4,7 @@
 //! `pipeline -> assemble -> engines -> {load, tokenize, infer}`; `load`, `tokenize` and `infer`
 //! never import each other, so each stage can be tested and benchmarked alone.
 
+pub mod assemble;
 pub mod engines;
 pub mod failure;
 pub mod infer;

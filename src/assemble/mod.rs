@@ -1,0 +1,7 @@
+//! Stage 4, assemble: the text handling around the models. Paragraphs and sentences of the
+//! article, chunks that fit a model's context, and the translation put back in place.
+
+pub mod article;
+pub mod segment;
+
+pub use article::{Article, Paragraph};
