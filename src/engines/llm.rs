@@ -1,0 +1,167 @@
+//! A chat model (Qwen2 GGUF) that turns messages into a streamed, greedy reply.
+
+use super::EngineError;
+use crate::infer::{decode, DecodeOptions, DecodeStats, Qwen2, RepetitionGuard, StopReason};
+use crate::tokenize::{ChatMessage, ChatTemplate, GgufTokenizer, Utf8Stream};
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Device;
+use std::fs::File;
+use std::io::BufReader;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+/// Control tokens that end a turn. llama.cpp stops on all of them (its "end of generation"
+/// set), not only on the GGUF's `eos_token_id`.
+const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub repetition: Option<RepetitionGuard>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 1024,
+            repetition: Some(RepetitionGuard::default()),
+        }
+    }
+}
+
+/// One generated token, as streamed to the caller.
+#[derive(Debug)]
+pub struct TokenEvent<'a> {
+    /// 0 for the first generated token.
+    pub index: usize,
+    pub token: u32,
+    /// Text completed by this token: valid UTF-8, possibly empty (a control token, or the
+    /// first half of a character split across tokens).
+    pub text: &'a str,
+    /// The logits the token was chosen from.
+    pub logits: &'a [f32],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The reply without control tokens; equal to the concatenation of the streamed pieces.
+    /// A character left incomplete when generation stopped is dropped.
+    pub text: String,
+    /// Generated ids, the stop token included when there was one.
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: Vec<u32>,
+    pub stop: StopReason,
+    pub stats: DecodeStats,
+}
+
+pub struct LlmEngine {
+    path: PathBuf,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    model: Qwen2,
+    stop_tokens: Vec<u32>,
+}
+
+impl LlmEngine {
+    /// Opens a Qwen2 GGUF file and reads its tokenizer, chat template and weights.
+    pub fn load(gguf_path: &Path, device: &Device) -> Result<Self, EngineError> {
+        let path = gguf_path.to_path_buf();
+        let file = File::open(&path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|source| EngineError::Gguf {
+            path: path.clone(),
+            source,
+        })?;
+        let tokenizer_err = |source| EngineError::Tokenizer {
+            path: path.clone(),
+            source,
+        };
+        let tokenizer = GgufTokenizer::from_gguf(&content).map_err(tokenizer_err)?;
+        let template = ChatTemplate::from_gguf(&content).map_err(tokenizer_err)?;
+        let mut stop_tokens: Vec<u32> = tokenizer.eos_id().into_iter().collect();
+        for t in END_OF_TURN {
+            if let Some(id) = tokenizer.token_id(t) {
+                if !stop_tokens.contains(&id) {
+                    stop_tokens.push(id);
+                }
+            }
+        }
+        let model = Qwen2::from_gguf(content, &mut reader, device).map_err(|source| {
+            EngineError::Model {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            path,
+            tokenizer,
+            template,
+            model,
+            stop_tokens,
+        })
+    }
+
+    /// Token ids of the chat prompt, ending with the assistant's generation prompt.
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EngineError> {
+        self.template
+            .encode(&self.tokenizer, messages, true)
+            .map_err(EngineError::Prompt)
+    }
+
+    /// Generates the assistant's reply greedily, calling `on_token` for every generated token;
+    /// `on_token` returning `Break` stops generation ([`StopReason::Cancelled`]).
+    pub fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        opts: &GenerateOptions,
+        mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Generation, EngineError> {
+        let prompt = self.encode_chat(messages)?;
+        let decode_opts = DecodeOptions {
+            max_new_tokens: opts.max_new_tokens,
+            stop_tokens: self.stop_tokens.clone(),
+            repetition: opts.repetition,
+        };
+        let mut stream = Utf8Stream::new();
+        let mut text = String::new();
+        let tokenizer = &self.tokenizer;
+        let decoded = decode::greedy(&mut self.model, &prompt, &decode_opts, |step| {
+            let piece = stream.push(tokenizer.text_piece(step.token));
+            text.push_str(&piece);
+            on_token(&TokenEvent {
+                index: step.index,
+                token: step.token,
+                text: &piece,
+                logits: step.logits,
+            })
+        })
+        .map_err(EngineError::Generate)?;
+        Ok(Generation {
+            text,
+            tokens: decoded.tokens,
+            prompt_tokens: prompt,
+            stop: decoded.stop,
+            stats: decoded.stats,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// Tokens that end generation: the GGUF's end-of-sequence token and ChatML's end-of-turn.
+    pub fn stop_tokens(&self) -> &[u32] {
+        &self.stop_tokens
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
