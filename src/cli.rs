@@ -54,9 +54,41 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Translate a French article into English and summarise it
+    Run(ArticleArgs),
+    /// Translate a French article into English, paragraph by paragraph
+    Translate(ArticleArgs),
+    /// Summarise an English article (for instance a translation made earlier)
+    Summarize(ArticleArgs),
     /// List, fetch, import, verify and locate models
     #[command(subcommand)]
     Models(ModelsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ArticleArgs {
+    /// The article: a text file, or - for standard input
+    #[arg(default_value = "-", value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Write the result to this file instead of standard output (written whole or not at all)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// The language model that translates and summarises (see `precis models list`)
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+
+    /// The most tokens the model may generate in one request
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_tokens: usize,
+
+    /// CPU threads for inference (default: all cores)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

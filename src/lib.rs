@@ -10,3 +10,4 @@ pub mod failure;
 pub mod infer;
 pub mod load;
 pub mod tokenize;
+pub mod pipeline;

@@ -32,6 +32,12 @@ fn failure_kind(error: &anyhow::Error) -> FailureKind {
         .find_map(|cause| {
             if let Some(e) = cause.downcast_ref::<precis::load::LoadError>() {
                 Some(e.kind())
+            } else if let Some(e) = cause.downcast_ref::<precis::pipeline::PipelineError>() {
+                Some(e.kind())
+            } else if let Some(e) = cause.downcast_ref::<precis::engines::EngineError>() {
+                Some(e.kind())
+            } else if let Some(e) = cause.downcast_ref::<precis::assemble::input::InputError>() {
+                Some(e.kind())
             } else {
                 cause
                     .downcast_ref::<commands::CommandFailure>()

@@ -2,6 +2,8 @@
 //! article, chunks that fit a model's context, and the translation put back in place.
 
 pub mod article;
+pub mod chunk;
+pub mod input;
 pub mod segment;
 
 pub use article::{Article, Paragraph};

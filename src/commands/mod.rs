@@ -1,5 +1,6 @@
 //! One module per command; each turns validated settings into calls on the library.
 
+mod article;
 mod models;
 
 use precis::{
@@ -20,6 +21,9 @@ pub struct CommandFailure {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let context = Context::new(&cli.global)?;
     match cli.command {
+        Command::Run(args) => article::run(&context, article::Job::Run, args),
+        Command::Translate(args) => article::run(&context, article::Job::Translate, args),
+        Command::Summarize(args) => article::run(&context, article::Job::Summarize, args),
         Command::Models(command) => models::run(&context, command),
     }
 }

@@ -52,6 +52,8 @@ pub struct Generation {
     pub prompt_tokens: Vec<u32>,
     pub stop: StopReason,
     pub stats: DecodeStats,
+    /// Time spent turning the messages into prompt ids.
+    pub tokenize_time: std::time::Duration,
 }
 
 pub struct LlmEngine {
@@ -119,7 +121,9 @@ impl LlmEngine {
         opts: &GenerateOptions,
         mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Generation, EngineError> {
+        let started = std::time::Instant::now();
         let prompt = self.encode_chat(messages)?;
+        let tokenize_time = started.elapsed();
         let decode_opts = DecodeOptions {
             max_new_tokens: opts.max_new_tokens,
             stop_tokens: self.stop_tokens.clone(),
@@ -145,6 +149,7 @@ impl LlmEngine {
             prompt_tokens: prompt,
             stop: decoded.stop,
             stats: decoded.stats,
+            tokenize_time,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Engines compose load, tokenise and infer into the capabilities the pipeline needs.
 
 pub mod llm;
+pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
@@ -33,6 +34,19 @@ pub enum EngineError {
     Prompt(#[source] TokenizeError),
     #[error("generation failed: {0}")]
     Generate(#[source] InferError),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> crate::failure::FailureKind {
+        use crate::failure::FailureKind;
+        match self {
+            EngineError::Io { .. } => FailureKind::ModelMissing,
+            EngineError::Gguf { .. } | EngineError::Tokenizer { .. } | EngineError::Model { .. } => {
+                FailureKind::ModelCorrupt
+            }
+            EngineError::Prompt(_) | EngineError::Generate(_) => FailureKind::Other,
+        }
+    }
 }
 
 /// Sets how many CPU threads candle uses, by the only mechanism candle 0.11 reads: the

@@ -1,0 +1,311 @@
+//! `precis run | translate | summarize`: one article through the pipeline.
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use precis::{
+    assemble::{input::decode_text, Article},
+    engines::{self, tasks::LlmTranslator, LlmEngine},
+    failure::FailureKind,
+    load::{catalog::WeightFormat, Role},
+    pipeline::{self, Abstractive, Progress, Timings, Translation},
+};
+use serde::Serialize;
+
+use super::{CommandFailure, Context};
+use crate::cli::{ArticleArgs, Format};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Run,
+    Translate,
+    Summarize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    input: InputInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    translation: Option<TranslationReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<SummaryReport>,
+    timings: Timings,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct InputInfo {
+    source: String,
+    paragraphs: usize,
+    characters: usize,
+}
+
+#[derive(Serialize)]
+struct TranslationReport {
+    model: String,
+    /// The English paragraphs, in the order of the source.
+    paragraphs: Vec<String>,
+    /// Per paragraph: the source, and each model request with its token counts.
+    details: Vec<pipeline::TranslatedParagraph>,
+}
+
+#[derive(Serialize)]
+struct SummaryReport {
+    abstractive: Abstractive,
+}
+
+pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Some(threads) = args.threads {
+        engines::set_cpu_threads(threads);
+    }
+    let source_name = source_name(&args.input);
+    let text = read_input(&args.input, &source_name)?;
+    let article = Article::parse(&text);
+    if let Some(output) = &args.output {
+        refuse_overwriting_input(&args.input, output)?;
+    }
+
+    let mut timings = Timings::default();
+    let load_started = Instant::now();
+    let (mut engine, model_id) = load_generator(context, args.model.as_deref())?;
+    timings.load_ms = load_started.elapsed().as_millis() as u64;
+
+    let bar = progress_bar(context.quiet);
+    let mut on_progress = progress_reporter(&bar);
+    let mut warnings = Vec::new();
+
+    let translation = if job == Job::Summarize {
+        None
+    } else {
+        let translate_started = Instant::now();
+        let mut translator = LlmTranslator {
+            engine: &mut engine,
+            model_id: model_id.clone(),
+            max_new_tokens: args.max_tokens,
+        };
+        let translation =
+            pipeline::translate_article(&mut translator, &article, &mut on_progress, &mut warnings)?;
+        timings.translate_ms = translate_started.elapsed().as_millis() as u64;
+        Some(translation)
+    };
+
+    let summary = if job == Job::Translate {
+        None
+    } else {
+        let summarize_started = Instant::now();
+        let english = match &translation {
+            Some(t) => t.text.clone(),
+            None => article.text(),
+        };
+        let summary = pipeline::summarize_text(
+            &mut engine,
+            &model_id,
+            &english,
+            args.max_tokens,
+            &mut on_progress,
+            &mut warnings,
+        )?;
+        timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
+        Some(summary)
+    };
+    bar.finish_and_clear();
+
+    let requests = translation
+        .iter()
+        .flat_map(Translation::requests)
+        .chain(summary.iter().map(|s| &s.request));
+    timings.set_token_figures(requests);
+    timings.total_ms = started.elapsed().as_millis() as u64;
+
+    let report = Report {
+        input: InputInfo {
+            source: source_name,
+            paragraphs: article.paragraphs.len(),
+            characters: text.chars().count(),
+        },
+        translation: translation.map(|t| TranslationReport {
+            model: t.model.clone(),
+            paragraphs: t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+            details: t.paragraphs,
+        }),
+        summary: summary.map(|abstractive| SummaryReport { abstractive }),
+        timings,
+        warnings,
+    };
+    let rendered = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Text => render_text(&report, &article),
+    };
+    write_output(args.output.as_deref(), &rendered)?;
+    if args.format == Format::Text && !context.quiet {
+        for warning in &report.warnings {
+            eprintln!("precis: warning: {warning}");
+        }
+    }
+    Ok(())
+}
+
+fn render_text(report: &Report, article: &Article) -> String {
+    let mut out = String::new();
+    if let Some(translation) = &report.translation {
+        out.push_str(article.reassemble(&translation.paragraphs).trim_end());
+        out.push('\n');
+    }
+    if let Some(summary) = &report.summary {
+        if report.translation.is_some() {
+            out.push_str("\nSummary\n-------\n");
+        }
+        out.push_str(&summary.abstractive.text);
+        out.push('\n');
+    }
+    out
+}
+
+fn source_name(input: &Path) -> String {
+    if input == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        input.display().to_string()
+    }
+}
+
+fn read_input(input: &Path, source_name: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    let read = if input == Path::new("-") {
+        std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+    } else {
+        std::fs::read(input).map(|b| bytes = b)
+    };
+    read.map_err(|source| precis::assemble::input::InputError::Read {
+        source_name: source_name.to_string(),
+        source,
+    })?;
+    Ok(decode_text(&bytes, source_name)?)
+}
+
+fn refuse_overwriting_input(input: &Path, output: &Path) -> anyhow::Result<()> {
+    if input == Path::new("-") {
+        return Ok(());
+    }
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(CommandFailure {
+            kind: FailureKind::Output,
+            message: format!(
+                "refusing to write the result over the input {}; choose another -o file",
+                input.display()
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Writes the whole result to a temporary file beside the target, then renames it, so an
+/// interrupted run never leaves half a result under the final name.
+fn write_output(output: Option<&Path>, rendered: &str) -> anyhow::Result<()> {
+    let Some(path) = output else {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(rendered.as_bytes())
+            .and_then(|_| stdout.flush())
+            .map_err(|e| output_failure(format!("cannot write to standard output: {e}")));
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut staged = tempfile::Builder::new()
+        .prefix(".precis-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| output_failure(format!("cannot write in {}: {e}", dir.display())))?;
+    staged
+        .write_all(rendered.as_bytes())
+        .and_then(|_| staged.as_file().sync_all())
+        .map_err(|e| output_failure(format!("cannot write {}: {e}", path.display())))?;
+    staged
+        .persist(path)
+        .map_err(|e| output_failure(format!("cannot write {}: {}", path.display(), e.error)))?;
+    Ok(())
+}
+
+fn output_failure(message: String) -> anyhow::Error {
+    CommandFailure {
+        kind: FailureKind::Output,
+        message,
+    }
+    .into()
+}
+
+/// The generator model: `--model`, else the catalog's default; fetched on first use.
+fn load_generator(context: &Context, requested: Option<&str>) -> anyhow::Result<(LlmEngine, String)> {
+    let spec = match requested {
+        Some(id) => context.catalog.get(id)?,
+        None => context.catalog.default_for(Role::Generate).ok_or_else(|| CommandFailure {
+            kind: FailureKind::ModelMissing,
+            message: "the catalog names no default generator model; pass --model".into(),
+        })?,
+    };
+    if spec.role != Role::Generate || spec.format != WeightFormat::Gguf {
+        return Err(CommandFailure {
+            kind: FailureKind::ModelMissing,
+            message: format!(
+                "{} is a {} model; translation and summaries need a GGUF generator such as qwen2.5-coder-1.5b-instruct",
+                spec.id, spec.role
+            ),
+        }
+        .into());
+    }
+    let files = context.store.ensure(spec)?;
+    let weights = spec
+        .file_with_extension("gguf")
+        .and_then(|f| files.path(&f.name))
+        .with_context(|| format!("the catalog entry of {} lists no .gguf file", spec.id))?;
+    if !context.quiet {
+        eprintln!("precis: loading {} ({} threads)", spec.id, engines::cpu_threads());
+    }
+    let engine = LlmEngine::load(weights, &Device::Cpu)?;
+    Ok((engine, spec.id.clone()))
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    let target = if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn progress_reporter(bar: &ProgressBar) -> impl FnMut(Progress<'_>) + '_ {
+    let mut stage = String::new();
+    move |event| match event {
+        Progress::Paragraph { index, count } => {
+            stage = format!("translating paragraph {}/{count}", index + 1);
+            bar.set_message(stage.clone());
+        }
+        Progress::Summary => {
+            stage = "writing the summary".to_string();
+            bar.set_message(stage.clone());
+        }
+        Progress::Token(token) => {
+            bar.set_message(format!("{stage}: {} tokens", token.generated));
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The jobs precis gives a model: translate a chunk of French, summarise an English article.
+//! Prompts live here, next to the engines that run them.
+
+use std::{ops::ControlFlow, time::Duration};
+
+use serde::Serialize;
+
+use super::{ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason};
+
+/// Progress of one model request, for progress bars.
+pub struct TokenProgress<'a> {
+    pub generated: usize,
+    pub text: &'a str,
+}
+
+/// What one request produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub text: String,
+    #[serde(serialize_with = "serialize_stop")]
+    pub stop: StopReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    #[serde(skip)]
+    pub tokenize_time: Duration,
+    #[serde(skip)]
+    pub prompt_time: Duration,
+    #[serde(skip)]
+    pub generation_time: Duration,
+}
+
+fn serialize_stop<S: serde::Serializer>(stop: &StopReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(stop_name(*stop))
+}
+
+pub fn stop_name(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::EndToken => "end",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::Repetition => "repetition",
+        StopReason::Cancelled => "cancelled",
+    }
+}
+
+/// Translates French text into English, one chunk at a time. The assemble stage decides the
+/// chunks; a translator says how much fits in one request.
+pub trait Translator {
+    /// The catalog id of the model.
+    fn model_id(&self) -> &str;
+    /// Source tokens of `text`, as this translator counts them.
+    fn count_tokens(&self, text: &str) -> Result<usize, EngineError>;
+    /// The most source tokens one request should carry.
+    fn max_chunk_tokens(&self) -> usize;
+    fn translate(
+        &mut self,
+        french: &str,
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Output, EngineError>;
+}
+
+const TRANSLATE_SYSTEM: &str = "You are a professional translator. Translate the user's French \
+text into English. Output only the English translation: no notes, no explanations, no quotation \
+marks around it. Keep names, numbers, dates and quotations exactly as they are in the source; \
+do not add or remove information.";
+
+const SUMMARY_SYSTEM: &str = "You summarise news articles. Write one paragraph of 3 to 5 \
+sentences in English that states only facts given in the article. Do not add dates, numbers, \
+names, causes or opinions that the article does not state. Output only the paragraph.";
+
+pub fn translation_messages(french: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage::system(TRANSLATE_SYSTEM), ChatMessage::user(french)]
+}
+
+pub fn summary_messages(english_article: &str) -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::system(SUMMARY_SYSTEM),
+        ChatMessage::user(format!("Article:\n\n{english_article}")),
+    ]
+}
+
+/// An instruct LLM used as a translator.
+pub struct LlmTranslator<'a> {
+    pub engine: &'a mut LlmEngine,
+    pub model_id: String,
+    /// Upper bound on generated tokens per request, whatever the chunk's length.
+    pub max_new_tokens: usize,
+}
+
+/// Source tokens per request: long enough for any ordinary paragraph, short enough that the
+/// prompt stays fast and the model keeps to the text.
+const LLM_CHUNK_TOKENS: usize = 600;
+
+impl Translator for LlmTranslator<'_> {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, EngineError> {
+        self.engine
+            .tokenizer()
+            .encode_text(text)
+            .map(|ids| ids.len())
+            .map_err(EngineError::Prompt)
+    }
+
+    fn max_chunk_tokens(&self) -> usize {
+        LLM_CHUNK_TOKENS
+    }
+
+    fn translate(
+        &mut self,
+        french: &str,
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Output, EngineError> {
+        // English takes fewer tokens than French; twice the source leaves room for any
+        // faithful translation and still ends a runaway generation.
+        let budget = 2 * self.count_tokens(french)? + 32;
+        let options = GenerateOptions {
+            max_new_tokens: budget.min(self.max_new_tokens),
+            ..GenerateOptions::default()
+        };
+        run(self.engine, &translation_messages(french), &options, on_token)
+    }
+}
+
+/// Writes the abstractive summary paragraph of an English article.
+pub fn summarize(
+    engine: &mut LlmEngine,
+    english_article: &str,
+    max_new_tokens: usize,
+    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+) -> Result<Output, EngineError> {
+    let options = GenerateOptions {
+        max_new_tokens,
+        ..GenerateOptions::default()
+    };
+    run(engine, &summary_messages(english_article), &options, on_token)
+}
+
+fn run(
+    engine: &mut LlmEngine,
+    messages: &[ChatMessage],
+    options: &GenerateOptions,
+    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+) -> Result<Output, EngineError> {
+    let generation = engine.generate(messages, options, |event| {
+        on_token(TokenProgress {
+            generated: event.index + 1,
+            text: event.text,
+        })
+    })?;
+    Ok(Output {
+        text: generation.text.trim().to_string(),
+        stop: generation.stop,
+        prompt_tokens: generation.stats.prompt_tokens,
+        generated_tokens: generation.stats.generated_tokens,
+        tokenize_time: generation.tokenize_time,
+        prompt_time: generation.stats.prompt_time,
+        generation_time: generation.stats.generation_time,
+    })
+}
