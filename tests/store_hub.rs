@@ -352,8 +352,10 @@ fn not_found_is_a_network_error_naming_the_file() {
     fx.hub.set_fault(REPO, WEIGHTS, Fault::NotFound);
     let run = fx.fetch();
     run.expect_code(NETWORK)
-        .expect_stderr(WEIGHTS)
-        .expect_stderr("HTTP 404");
+        .expect_stderr(&format!(
+            "the hub refused {WEIGHTS} of model {ID}: HTTP 404"
+        ))
+        .expect_stderr(&fx.hub.endpoint());
     assert_no_trace_of_weights(&fx);
     fx.precis
         .run(&["--quiet", "models", "path", ID])
@@ -369,8 +371,7 @@ fn not_found_is_a_network_error_naming_the_file() {
     let precis = Precis::new(home.path(), catalog.path(), &fx.hub.endpoint());
     let run = precis.run(&["--quiet", "models", "fetch", "test-lacking"]);
     run.expect_code(NETWORK)
-        .expect_stderr("missing.bin")
-        .expect_stderr("HTTP 404");
+        .expect_stderr("the hub refused missing.bin of model test-lacking: HTTP 404");
     let snapshot = precis.repo_dir(REPO).join("snapshots").join(COMMIT);
     assert!(std::fs::symlink_metadata(snapshot.join("missing.bin")).is_err());
     precis
