@@ -497,7 +497,11 @@ fn import_checks_the_bytes_and_works_offline() {
         WEIGHTS,
     ]);
     run.expect_code(CORRUPT)
+        .expect_stderr(&format!("is not {WEIGHTS} of model {ID}"))
         .expect_stderr("nothing was imported");
+    // The user's file is neither moved nor called part of the cache.
+    assert!(!run.stderr.contains("moved aside"), "{}", run.stderr);
+    assert!(!run.stderr.contains("fetch --force"), "{}", run.stderr);
     assert_eq!(std::fs::read(&damaged_file).unwrap(), damaged, "left as is");
     let repo_dir = precis.repo_dir(REPO);
     assert!(names_in(&repo_dir.join("blobs")).is_empty());

@@ -367,11 +367,11 @@ impl Store {
         io::copy(&mut input, &mut writer).map_err(|e| self.cache_write_error(spec, e))?;
         let (sha256, size) = writer.finish();
         bar.finish();
-        check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::Corrupt {
+        check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::ImportMismatch {
             id: spec.id.clone(),
-            file: source.display().to_string(),
-            problem: format!("{problem}; nothing was imported"),
-            moved_to: source.to_path_buf(),
+            file: file_spec.name.clone(),
+            path: source.to_path_buf(),
+            problem,
         })?;
         let commit = self.snapshot_commit(spec);
         self.install(spec, &commit, file_spec, staged, &sha256)
