@@ -581,3 +581,101 @@ fn concurrent_fetches_share_one_download() {
         .count();
     assert_eq!(downloads, 1);
 }
+
+/// The content requests (not hf-hub's `bytes=0-0` probes) for the weights since `since`.
+fn content_ranges_since(fx: &Fixture, since: usize) -> Vec<String> {
+    fx.weights_ranges_since(since)
+        .into_iter()
+        .map(|r| r.unwrap_or_default())
+        .filter(|r| r != "bytes=0-0")
+        .collect()
+}
+
+/// A download cut into `pieces` transfers, then a clean rerun.
+fn cut_into_pieces_then_rerun(pieces: usize) {
+    let fx = Fixture::new();
+    let cut = WEIGHTS_LEN.div_ceil(pieces);
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::CutAfter(cut));
+    let first = fx.fetch();
+    let part = fx.blobs().join(format!("{}.part", sha256_hex(&weights())));
+    let received = match first.code {
+        0 => {
+            assert_eq!(
+                std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+                weights()
+            );
+            0
+        }
+        NETWORK => {
+            // A failed run leaves a prefix of the file, never all of it.
+            let received = std::fs::read(&part).unwrap();
+            assert!(
+                received.len() < WEIGHTS_LEN,
+                "{pieces} pieces: the run failed with the whole file received:\n{}",
+                first.stderr
+            );
+            assert_eq!(received, weights()[..received.len()]);
+            received.len()
+        }
+        _ => panic!("{pieces} pieces: unexpected {first:?}"),
+    };
+
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::None);
+    let before = fx.hub.log().len();
+    let rerun = fx.fetch();
+    assert_eq!(rerun.code, 0, "{pieces} pieces: rerun failed: {rerun:?}");
+    assert_eq!(
+        std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+        weights()
+    );
+    if received > 0 {
+        assert_eq!(
+            content_ranges_since(&fx, before),
+            [format!("bytes={received}-")],
+            "{pieces} pieces"
+        );
+    }
+}
+
+#[test]
+fn a_rerun_after_cuts_never_finds_the_file_damaged() {
+    // However many resumes one run allows, the run that gets the last byte succeeds, and a
+    // run that fails leaves a .part that the next run completes.
+    let runs: Vec<_> = (2..=6)
+        .map(|pieces| std::thread::spawn(move || cut_into_pieces_then_rerun(pieces)))
+        .collect();
+    for run in runs {
+        run.join().unwrap();
+    }
+}
+
+#[test]
+fn every_retry_resumes_from_the_part_file() {
+    let fx = Fixture::new();
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::CutAfter(500_000));
+    fx.fetch().expect_code(NETWORK);
+    let part = fx.blobs().join(format!("{}.part", sha256_hex(&weights())));
+    let received = std::fs::metadata(&part).unwrap().len();
+    assert!(received > 0);
+
+    // Answers without a byte of content: every retry must still ask for what is missing,
+    // never the whole file again (which would be appended to the .part).
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::CutAfter(0));
+    let before = fx.hub.log().len();
+    fx.fetch()
+        .expect_code(NETWORK)
+        .expect_stderr("download was cut");
+    let asked = content_ranges_since(&fx, before);
+    assert!(asked.len() > 1, "{asked:?}");
+    for range in &asked {
+        assert_eq!(range, &format!("bytes={received}-"), "{asked:?}");
+    }
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), received);
+
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::None);
+    fx.fetch().expect_code(0);
+    assert_eq!(
+        std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+        weights()
+    );
+}
