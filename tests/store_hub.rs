@@ -679,3 +679,48 @@ fn every_retry_resumes_from_the_part_file() {
         weights()
     );
 }
+
+/// Leaves `content` where hf-hub keeps a partial download of the weights.
+fn plant_part_file(fx: &Fixture, content: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(fx.blobs()).unwrap();
+    let part = fx.blobs().join(format!("{}.part", sha256_hex(&weights())));
+    std::fs::write(&part, content).unwrap();
+    part
+}
+
+#[test]
+fn a_leftover_part_file_as_long_as_the_file_does_not_block_it() {
+    // A .part holding the whole file (a crash just before the rename) or more: hf-hub asks
+    // for the bytes after its end (416) or gives up (invalid resume), on every run.
+    let mut longer = weights();
+    longer.extend_from_slice(b"extra");
+    for leftover in [weights(), longer] {
+        let fx = Fixture::new();
+        let part = plant_part_file(&fx, &leftover);
+        fx.fetch().expect_code(0);
+        assert_eq!(
+            std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+            weights()
+        );
+        assert!(!part.exists());
+    }
+}
+
+#[test]
+fn a_damaged_part_file_is_caught_by_the_checksum() {
+    // hf-hub appends to whatever .part it finds; the result is checked before use.
+    let fx = Fixture::new();
+    plant_part_file(&fx, &[0u8; 4096]);
+    fx.fetch()
+        .expect_code(CORRUPT)
+        .expect_stderr("damaged")
+        .expect_stderr(&format!("precis models fetch --force {ID}"));
+    fx.precis
+        .run(&["--quiet", "models", "path", ID])
+        .expect_code(NOT_CACHED);
+    fx.fetch().expect_code(0);
+    assert_eq!(
+        std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+        weights()
+    );
+}

@@ -263,6 +263,7 @@ impl Store {
         let hub = Hub::new(self.config.endpoint.as_deref(), &self.config.cache)
             .map_err(|failure| HubAttempt::Failed(failure, None))?;
         for file in needed {
+            self.remove_spent_part(spec, file);
             let path = hub
                 .download(&spec.hub, &file.name, self.config.show_progress)
                 .map_err(|failure| match failure {
@@ -288,6 +289,26 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// hf-hub resumes `blobs/<etag>.part` from its length, and fails on every run when the
+    /// `.part` is as long as the file (the hub answers 416) or longer (invalid resume); that
+    /// happens after a crash between the last write and the rename, or after another tool.
+    /// For a file the hub keeps in LFS the etag is the sha256 the catalog records, so such a
+    /// leftover can be found and removed first (the file is then downloaded again).
+    fn remove_spent_part(&self, spec: &ModelSpec, file: &FileSpec) {
+        let (Some(sha256), Some(size)) = (&file.sha256, file.size) else {
+            return;
+        };
+        let part = self
+            .config
+            .cache
+            .repo_dir(&spec.hub.repo)
+            .join("blobs")
+            .join(format!("{sha256}.part"));
+        if part.metadata().is_ok_and(|m| m.len() >= size) {
+            let _ = std::fs::remove_file(&part);
+        }
     }
 
     fn fetch_from_mirror(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), LoadError> {
