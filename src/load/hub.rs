@@ -1,7 +1,13 @@
 //! Downloads from the Hugging Face hub through the hf-hub crate, which writes straight into the
 //! cache (`blobs/<etag>.part`, renamed to the blob when complete, resumed when a part is left).
+//!
+//! Cut transfers are resumed here, by calling hf-hub again, not by hf-hub's own retries
+//! (`with_retries`): in hf-hub 0.4.3 those report failure when the last retry completes the
+//! file, and a retry after an attempt that wrote nothing asks for the file from byte 0 and
+//! appends it to the `.part` already there. A fresh call reopens the `.part` and asks from its
+//! length.
 
-use std::{io, path::PathBuf};
+use std::{io, path::PathBuf, time::Duration};
 
 use hf_hub::{
     api::sync::{ApiBuilder, ApiError},
@@ -55,7 +61,7 @@ impl Hub {
         let api = builder
             .with_cache_dir(cache.root().to_path_buf())
             .with_progress(false)
-            .with_retries(RESUME_RETRIES)
+            .with_retries(0)
             .with_user_agent("precis", env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(classify)?;
@@ -81,14 +87,29 @@ impl Hub {
             RepoType::Model,
             location.revision.clone(),
         );
-        let progress = HubProgress {
+        let mut progress = HubProgress {
             visible: show_progress,
             bar: None,
         };
-        self.api
-            .repo(repo)
-            .download_with_progress(file, progress)
-            .map_err(classify)
+        let repo = self.api.repo(repo);
+        let mut resumes = 0;
+        loop {
+            match repo
+                .download_with_progress(file, &mut progress)
+                .map_err(classify)
+            {
+                Err(HubFailure::Interrupted(_)) if resumes < RESUME_RETRIES => {
+                    resumes += 1;
+                    std::thread::sleep(Duration::from_millis(300 * resumes as u64));
+                }
+                Err(HubFailure::Interrupted(m)) if resumes > 0 => {
+                    return Err(HubFailure::Interrupted(format!(
+                        "{m}; gave up after {resumes} resumes"
+                    )))
+                }
+                result => return result,
+            }
+        }
     }
 }
 
@@ -114,12 +135,7 @@ fn classify(error: ApiError) -> HubFailure {
                 _ => HubFailure::Interrupted(transport.to_string()),
             },
         },
-        ApiError::TooManyRetries(last) => match classify(*last) {
-            HubFailure::Interrupted(m) => {
-                HubFailure::Interrupted(format!("{m}; gave up after {RESUME_RETRIES} resumes"))
-            }
-            other => other,
-        },
+        ApiError::TooManyRetries(last) => classify(*last),
         ApiError::IoError(e) if is_local_write_failure(&e) => HubFailure::LocalIo(e),
         ApiError::IoError(e) => HubFailure::Interrupted(e.to_string()),
         other => HubFailure::Other(other.to_string()),

