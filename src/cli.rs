@@ -89,6 +89,11 @@ pub struct ArticleArgs {
     /// CPU threads for inference (default: all cores)
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+
+    /// Save every model request (messages, token limit) as JSON, so benchmarks can replay the
+    /// same prompts on another engine (scripts/llama_run.py reads this format)
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub save_requests: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,5 +9,5 @@ pub mod engines;
 pub mod failure;
 pub mod infer;
 pub mod load;
-pub mod tokenize;
 pub mod pipeline;
+pub mod tokenize;

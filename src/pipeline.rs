@@ -33,7 +33,10 @@ impl PipelineError {
 /// What the pipeline reports while it works.
 pub enum Progress<'a> {
     /// Starting paragraph `index` (0-based) of `count`.
-    Paragraph { index: usize, count: usize },
+    Paragraph {
+        index: usize,
+        count: usize,
+    },
     /// Starting the summary.
     Summary,
     Token(TokenProgress<'a>),

@@ -80,7 +80,8 @@ mod tests {
 
     #[test]
     fn single_and_double_newlines_both_separate_paragraphs_and_round_trip() {
-        let text = "Titre\n\nPremier paragraphe.\nDeuxième paragraphe.\n\n\nSource : https://x.y/z\n";
+        let text =
+            "Titre\n\nPremier paragraphe.\nDeuxième paragraphe.\n\n\nSource : https://x.y/z\n";
         let article = Article::parse(text);
         let texts: Vec<&str> = article.paragraphs.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(

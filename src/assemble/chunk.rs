@@ -84,7 +84,8 @@ mod tests {
 
     #[test]
     fn packs_sentences_and_never_loses_text() {
-        let text = "Un deux trois. Quatre cinq. Six sept huit neuf dix onze, douze treize quatorze. Fin.";
+        let text =
+            "Un deux trois. Quatre cinq. Six sept huit neuf dix onze, douze treize quatorze. Fin.";
         let chunks = chunks_within(text, 5, &words).unwrap();
         assert_eq!(chunks.concat(), text);
         assert!(chunks.iter().all(|c| words(c).unwrap() <= 5), "{chunks:?}");

@@ -102,14 +102,27 @@ mod tests {
 
     #[test]
     fn rejects_empty_binary_and_invalid_utf8_with_the_offset() {
-        assert!(matches!(decode_text(b"", "f"), Err(InputError::Empty { .. })));
-        assert!(matches!(decode_text(b" \n\t", "f"), Err(InputError::Empty { .. })));
+        assert!(matches!(
+            decode_text(b"", "f"),
+            Err(InputError::Empty { .. })
+        ));
+        assert!(matches!(
+            decode_text(b" \n\t", "f"),
+            Err(InputError::Empty { .. })
+        ));
         assert!(matches!(
             decode_text(b"PK\x03\x04\x00\x01", "f"),
             Err(InputError::Binary { offset: 4, .. })
         ));
         let err = decode_text(b"caf\xe9 noir", "f.txt").unwrap_err();
-        assert!(matches!(err, InputError::InvalidUtf8 { offset: 3, byte: 0xe9, .. }));
+        assert!(matches!(
+            err,
+            InputError::InvalidUtf8 {
+                offset: 3,
+                byte: 0xe9,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("offset 3"), "{err}");
     }
 }

@@ -10,8 +10,7 @@ const ABBREVIATIONS: &[&str] = &[
     // French
     "M", "MM", "Mme", "Mmes", "Mlle", "Mlles", "Dr", "Pr", "Me", "Mgr", "St", "Ste", "av", "apr",
     "J.-C", "cf", "env", "etc", "ex", "p", "pp", "vol", "n", "no", "art", "al", "janv", "févr",
-    "avr", "juil", "sept", "oct", "nov", "déc", "boul", "bd",
-    // English
+    "avr", "juil", "sept", "oct", "nov", "déc", "boul", "bd", // English
     "Mr", "Mrs", "Ms", "Prof", "Gen", "Gov", "Sen", "Rep", "Jr", "Sr", "Lt", "Col", "Sgt", "Capt",
     "Inc", "Ltd", "Co", "Corp", "vs", "No", "Jan", "Feb", "Mar", "Apr", "Aug", "Sep", "Sept",
     "Oct", "Nov", "Dec", "U.S", "U.K", "U.N", "e.g", "i.e", "a.m", "p.m", "approx", "est",
@@ -28,7 +27,9 @@ fn is_terminator(c: char) -> bool {
 
 /// Could a sentence start with this character?
 fn is_sentence_start(c: char) -> bool {
-    c.is_uppercase() || c.is_ascii_digit() || matches!(c, '«' | '“' | '"' | '(' | '[' | '¿' | '¡' | '—' | '–' | '-')
+    c.is_uppercase()
+        || c.is_ascii_digit()
+        || matches!(c, '«' | '“' | '"' | '(' | '[' | '¿' | '¡' | '—' | '–' | '-')
 }
 
 /// The byte ranges of the sentences of `text`, covering it entirely.
@@ -149,7 +150,13 @@ mod tests {
     fn quotes_and_ellipses() {
         assert_eq!(
             split("Il a dit : « C'est fini. » Puis il est parti… Vraiment ? “Yes.” Done"),
-            ["Il a dit : « C'est fini. »", "Puis il est parti…", "Vraiment ?", "“Yes.”", "Done"]
+            [
+                "Il a dit : « C'est fini. »",
+                "Puis il est parti…",
+                "Vraiment ?",
+                "“Yes.”",
+                "Done"
+            ]
         );
         assert_eq!(split("Et puis... rien."), ["Et puis... rien."]);
     }

@@ -11,7 +11,11 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use precis::{
     assemble::{input::decode_text, Article},
-    engines::{self, tasks::LlmTranslator, LlmEngine},
+    engines::{
+        self,
+        tasks::{LlmTranslator, Output},
+        LlmEngine,
+    },
     failure::FailureKind,
     load::{catalog::WeightFormat, Role},
     pipeline::{self, Abstractive, Progress, Timings, Translation},
@@ -90,8 +94,12 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
             model_id: model_id.clone(),
             max_new_tokens: args.max_tokens,
         };
-        let translation =
-            pipeline::translate_article(&mut translator, &article, &mut on_progress, &mut warnings)?;
+        let translation = pipeline::translate_article(
+            &mut translator,
+            &article,
+            &mut on_progress,
+            &mut warnings,
+        )?;
         timings.translate_ms = translate_started.elapsed().as_millis() as u64;
         Some(translation)
     };
@@ -121,7 +129,11 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         .iter()
         .flat_map(Translation::requests)
         .chain(summary.iter().map(|s| &s.request));
-    timings.set_token_figures(requests);
+    let requests: Vec<&Output> = requests.collect();
+    if let Some(path) = &args.save_requests {
+        save_requests(path, &requests)?;
+    }
+    timings.set_token_figures(requests.into_iter());
     timings.total_ms = started.elapsed().as_millis() as u64;
 
     let report = Report {
@@ -150,6 +162,27 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+fn save_requests(path: &Path, requests: &[&Output]) -> anyhow::Result<()> {
+    let replay: Vec<serde_json::Value> = requests
+        .iter()
+        .enumerate()
+        .map(|(index, request)| {
+            let messages: Vec<serde_json::Value> = request
+                .messages
+                .iter()
+                .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
+                .collect();
+            serde_json::json!({
+                "name": format!("request-{index}"),
+                "messages": messages,
+                "max_tokens": request.max_new_tokens,
+            })
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string_pretty(&replay)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn render_text(report: &Report, article: &Article) -> String {
@@ -249,13 +282,19 @@ fn output_failure(message: String) -> anyhow::Error {
 }
 
 /// The generator model: `--model`, else the catalog's default; fetched on first use.
-fn load_generator(context: &Context, requested: Option<&str>) -> anyhow::Result<(LlmEngine, String)> {
+fn load_generator(
+    context: &Context,
+    requested: Option<&str>,
+) -> anyhow::Result<(LlmEngine, String)> {
     let spec = match requested {
         Some(id) => context.catalog.get(id)?,
-        None => context.catalog.default_for(Role::Generate).ok_or_else(|| CommandFailure {
-            kind: FailureKind::ModelMissing,
-            message: "the catalog names no default generator model; pass --model".into(),
-        })?,
+        None => context
+            .catalog
+            .default_for(Role::Generate)
+            .ok_or_else(|| CommandFailure {
+                kind: FailureKind::ModelMissing,
+                message: "the catalog names no default generator model; pass --model".into(),
+            })?,
     };
     if spec.role != Role::Generate || spec.format != WeightFormat::Gguf {
         return Err(CommandFailure {
@@ -273,7 +312,11 @@ fn load_generator(context: &Context, requested: Option<&str>) -> anyhow::Result<
         .and_then(|f| files.path(&f.name))
         .with_context(|| format!("the catalog entry of {} lists no .gguf file", spec.id))?;
     if !context.quiet {
-        eprintln!("precis: loading {} ({} threads)", spec.id, engines::cpu_threads());
+        eprintln!(
+            "precis: loading {} ({} threads)",
+            spec.id,
+            engines::cpu_threads()
+        );
     }
     let engine = LlmEngine::load(weights, &Device::Cpu)?;
     Ok((engine, spec.id.clone()))

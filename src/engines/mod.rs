@@ -41,9 +41,9 @@ impl EngineError {
         use crate::failure::FailureKind;
         match self {
             EngineError::Io { .. } => FailureKind::ModelMissing,
-            EngineError::Gguf { .. } | EngineError::Tokenizer { .. } | EngineError::Model { .. } => {
-                FailureKind::ModelCorrupt
-            }
+            EngineError::Gguf { .. }
+            | EngineError::Tokenizer { .. }
+            | EngineError::Model { .. } => FailureKind::ModelCorrupt,
             EngineError::Prompt(_) | EngineError::Generate(_) => FailureKind::Other,
         }
     }

@@ -27,6 +27,11 @@ pub struct Output {
     pub prompt_time: Duration,
     #[serde(skip)]
     pub generation_time: Duration,
+    /// The request itself, kept so a run can be replayed on another engine (benchmarks).
+    #[serde(skip)]
+    pub messages: Vec<ChatMessage>,
+    #[serde(skip)]
+    pub max_new_tokens: usize,
 }
 
 fn serialize_stop<S: serde::Serializer>(stop: &StopReason, s: S) -> Result<S::Ok, S::Error> {
@@ -68,7 +73,10 @@ sentences in English that states only facts given in the article. Do not add dat
 names, causes or opinions that the article does not state. Output only the paragraph.";
 
 pub fn translation_messages(french: &str) -> Vec<ChatMessage> {
-    vec![ChatMessage::system(TRANSLATE_SYSTEM), ChatMessage::user(french)]
+    vec![
+        ChatMessage::system(TRANSLATE_SYSTEM),
+        ChatMessage::user(french),
+    ]
 }
 
 pub fn summary_messages(english_article: &str) -> Vec<ChatMessage> {
@@ -119,7 +127,12 @@ impl Translator for LlmTranslator<'_> {
             max_new_tokens: budget.min(self.max_new_tokens),
             ..GenerateOptions::default()
         };
-        run(self.engine, &translation_messages(french), &options, on_token)
+        run(
+            self.engine,
+            &translation_messages(french),
+            &options,
+            on_token,
+        )
     }
 }
 
@@ -134,7 +147,12 @@ pub fn summarize(
         max_new_tokens,
         ..GenerateOptions::default()
     };
-    run(engine, &summary_messages(english_article), &options, on_token)
+    run(
+        engine,
+        &summary_messages(english_article),
+        &options,
+        on_token,
+    )
 }
 
 fn run(
@@ -157,5 +175,7 @@ fn run(
         tokenize_time: generation.tokenize_time,
         prompt_time: generation.stats.prompt_time,
         generation_time: generation.stats.generation_time,
+        messages: messages.to_vec(),
+        max_new_tokens: options.max_new_tokens,
     })
 }
