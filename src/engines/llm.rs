@@ -89,7 +89,7 @@ impl LlmEngine {
                 }
             }
         }
-        let model = Qwen2::from_gguf(content, &mut reader, device).map_err(|source| {
+        let model = Qwen2::from_gguf(&content, &mut reader, device).map_err(|source| {
             EngineError::Model {
                 path: path.clone(),
                 source,
