@@ -35,7 +35,7 @@ fn streams_the_same_text_it_returns() {
     assert_eq!(count, out.tokens.len());
     assert!(engine.stop_tokens().contains(out.tokens.last().unwrap()));
     assert!(out.text.contains("Anchorage"), "{}", out.text);
-    assert_eq!(out.prompt_tokens, engine.encode_chat(&messages).unwrap());
+    assert_eq!(out.prompt_ids, engine.encode_chat(&messages).unwrap());
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn max_tokens_and_cancellation() {
         .unwrap();
     assert_eq!((out.tokens.len(), out.stop), (3, StopReason::MaxTokens));
     assert_eq!(out.stats.generated_tokens, 3);
-    assert_eq!(out.stats.prompt_tokens, out.prompt_tokens.len());
+    assert_eq!(out.stats.prompt_tokens, out.prompt_ids.len());
 
     let out = engine
         .generate(&messages, &GenerateOptions::default(), |ev| {

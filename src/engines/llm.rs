@@ -49,7 +49,7 @@ pub struct Generation {
     pub text: String,
     /// Generated ids, the stop token included when there was one.
     pub tokens: Vec<u32>,
-    pub prompt_tokens: Vec<u32>,
+    pub prompt_ids: Vec<u32>,
     pub stop: StopReason,
     pub stats: DecodeStats,
 }
@@ -142,7 +142,7 @@ impl LlmEngine {
         Ok(Generation {
             text,
             tokens: decoded.tokens,
-            prompt_tokens: prompt,
+            prompt_ids: prompt,
             stop: decoded.stop,
             stats: decoded.stats,
         })
