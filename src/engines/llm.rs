@@ -49,7 +49,7 @@ pub struct Generation {
     pub text: String,
     /// Generated ids, the stop token included when there was one.
     pub tokens: Vec<u32>,
-    pub prompt_tokens: Vec<u32>,
+    pub prompt_ids: Vec<u32>,
     pub stop: StopReason,
     pub stats: DecodeStats,
     /// Time spent turning the messages into prompt ids.
@@ -91,7 +91,7 @@ impl LlmEngine {
                 }
             }
         }
-        let model = Qwen2::from_gguf(content, &mut reader, device).map_err(|source| {
+        let model = Qwen2::from_gguf(&content, &mut reader, device).map_err(|source| {
             EngineError::Model {
                 path: path.clone(),
                 source,
@@ -146,7 +146,7 @@ impl LlmEngine {
         Ok(Generation {
             text,
             tokens: decoded.tokens,
-            prompt_tokens: prompt,
+            prompt_ids: prompt,
             stop: decoded.stop,
             stats: decoded.stats,
             tokenize_time,

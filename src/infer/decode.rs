@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 pub trait CausalLm {
     /// Runs `tokens` at positions `position..position + tokens.len()` and returns the logits
     /// (one per vocabulary entry) that predict the token after the last one. Position 0 starts
-    /// a new sequence; any other position must continue the cached one.
+    /// a new sequence; a later position continues the sequence cached up to it.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError>;
 
     /// The longest sequence (prompt and generated tokens) the model can attend over.

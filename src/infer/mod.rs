@@ -14,6 +14,8 @@ pub enum InferError {
     Candle(#[from] candle_core::Error),
     #[error("GGUF metadata key `{0}` is missing or not a number")]
     MissingMetadata(String),
+    #[error("inconsistent model hyperparameters: {0}")]
+    Config(String),
     #[error("unsupported architecture `{0}` (expected `qwen2`)")]
     Architecture(String),
     #[error("GGUF tensor `{0}` is missing")]

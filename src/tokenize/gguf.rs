@@ -71,8 +71,6 @@ pub struct GgufTokenizer {
     piece_bytes: Vec<u8>,
     piece_ends: Vec<usize>,
     eos: Option<u32>,
-    bos: Option<u32>,
-    add_bos: bool,
 }
 
 impl std::fmt::Debug for GgufTokenizer {
@@ -80,7 +78,6 @@ impl std::fmt::Debug for GgufTokenizer {
         f.debug_struct("GgufTokenizer")
             .field("vocab_size", &self.kinds.len())
             .field("eos", &self.eos)
-            .field("bos", &self.bos)
             .finish_non_exhaustive()
     }
 }
@@ -254,30 +251,20 @@ impl GgufTokenizer {
             piece_ends.push(piece_bytes.len());
         }
 
-        let vocab_size = tokens.len();
-        let id = |key| -> Result<Option<u32>, TokenizeError> {
-            match meta_u32(ct, key)? {
-                Some(id) if id as usize >= vocab_size => Err(bad(
-                    key,
-                    format!("id {id} outside a vocabulary of {vocab_size}"),
-                )),
-                other => Ok(other),
-            }
-        };
-        let add_bos = match ct.metadata.get("tokenizer.ggml.add_bos_token") {
-            Some(v) => v
-                .to_bool()
-                .map_err(|e| bad("tokenizer.ggml.add_bos_token", e))?,
-            None => false,
-        };
+        let eos_key = "tokenizer.ggml.eos_token_id";
+        let eos = meta_u32(ct, eos_key)?;
+        if let Some(id) = eos.filter(|&id| id as usize >= tokens.len()) {
+            return Err(bad(
+                eos_key,
+                format!("id {id} outside a vocabulary of {}", tokens.len()),
+            ));
+        }
         Ok(Self {
             tokenizer,
             kinds,
             piece_bytes,
             piece_ends,
-            eos: id("tokenizer.ggml.eos_token_id")?,
-            bos: id("tokenizer.ggml.bos_token_id")?,
-            add_bos,
+            eos,
         })
     }
 
@@ -341,12 +328,6 @@ impl GgufTokenizer {
 
     pub fn eos_id(&self) -> Option<u32> {
         self.eos
-    }
-
-    /// The begin-of-sequence id, when the model asks for it to be prepended
-    /// (`tokenizer.ggml.add_bos_token`; false for Qwen).
-    pub fn bos_to_add(&self) -> Option<u32> {
-        self.bos.filter(|_| self.add_bos)
     }
 
     /// The underlying `tokenizers` pipeline, configured so that control tokens are never

@@ -17,6 +17,7 @@ pub fn gguf(var: &str, model: &str) -> Option<PathBuf> {
     }
 }
 
+#[allow(dead_code)] // not every test binary uses the 0.5B model
 pub fn qwen05() -> Option<PathBuf> {
     gguf("PRECIS_TEST_GGUF_05", "qwen2.5-coder-0.5b-instruct")
 }
