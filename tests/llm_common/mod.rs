@@ -2,16 +2,27 @@
 
 use std::path::PathBuf;
 
-/// The GGUF named by `var`, or `None` after printing why the test is skipped.
+/// The GGUF of a catalog model: `var` when set (a file elsewhere), else the Hugging Face cache
+/// through the store, as `precis` itself finds it. `None` after printing why the test is
+/// skipped; CI fetches the models first, so there it never skips.
 pub fn gguf(var: &str, model: &str) -> Option<PathBuf> {
-    match std::env::var_os(var).map(PathBuf::from) {
-        Some(p) if p.is_file() => Some(p),
-        other => {
-            let why = match other {
-                Some(p) => format!("{} does not exist", p.display()),
-                None => format!("{var} is not set"),
-            };
-            eprintln!("skipped: model not available ({why}), run `precis models fetch {model}`");
+    if let Some(path) = std::env::var_os(var).map(PathBuf::from) {
+        if path.is_file() {
+            return Some(path);
+        }
+        eprintln!("skipped: {var}={} does not exist", path.display());
+        return None;
+    }
+    let catalog = precis::load::Catalog::builtin().expect("builtin catalog");
+    let spec = catalog.get(model).expect("model in the catalog");
+    let store = precis::load::Store::new(precis::load::StoreConfig::from_env());
+    match store.locate(spec) {
+        Ok(files) => {
+            let name = &spec.file_with_extension("gguf").expect("a GGUF model").name;
+            files.path(name).map(PathBuf::from)
+        }
+        Err(error) => {
+            eprintln!("skipped: {error}");
             None
         }
     }
