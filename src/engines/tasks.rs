@@ -63,26 +63,37 @@ pub trait Translator {
     ) -> Result<Output, EngineError>;
 }
 
-const TRANSLATE_SYSTEM: &str = "You are a professional translator. Translate the user's French \
-text into English. Output only the English translation: no notes, no explanations, no quotation \
-marks around it. Keep names, numbers, dates and quotations exactly as they are in the source; \
-do not add or remove information.";
+const TRANSLATE_SYSTEM: &str = "You translate French news text into English, faithfully and \
+completely.";
 
-const SUMMARY_SYSTEM: &str = "You summarise news articles. Write one paragraph of 3 to 5 \
-sentences in English that states only facts given in the article. Do not add dates, numbers, \
-names, causes or opinions that the article does not state. Output only the paragraph.";
+/// The instruction goes in the user turn, before the text, so that even a two-word line is read
+/// as text to translate and not as a message to answer.
+const TRANSLATE_INSTRUCTION: &str = "Translate the French text below into English. Reply with \
+the English translation only. Keep every name, number, link and quotation. Translate dates \
+exactly as precisely as the source gives them (for example, « début mai » is \"early May\" and \
+« mi-juin » is \"mid-June\"); never add a day, a year or any fact the source does not give.";
+
+const SUMMARY_SYSTEM: &str = "You summarise news articles faithfully.";
+
+/// After the article, where a small model attends to it best.
+const SUMMARY_INSTRUCTION: &str = "Write a summary of the article above: one paragraph of 3 to \
+5 sentences in English, covering its main facts in order of importance. State only facts the \
+article gives; do not add dates, numbers, names, causes or opinions. Reply with the paragraph \
+only.";
 
 pub fn translation_messages(french: &str) -> Vec<ChatMessage> {
     vec![
         ChatMessage::system(TRANSLATE_SYSTEM),
-        ChatMessage::user(french),
+        ChatMessage::user(format!("{TRANSLATE_INSTRUCTION}\n\nFrench text:\n{french}")),
     ]
 }
 
 pub fn summary_messages(english_article: &str) -> Vec<ChatMessage> {
     vec![
         ChatMessage::system(SUMMARY_SYSTEM),
-        ChatMessage::user(format!("Article:\n\n{english_article}")),
+        ChatMessage::user(format!(
+            "Article:\n{english_article}\n\n{SUMMARY_INSTRUCTION}"
+        )),
     ]
 }
 
