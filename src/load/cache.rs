@@ -162,18 +162,24 @@ impl HfCache {
     }
 
     /// An exclusive lock on one repo of the cache, held until dropped, so that two precis
-    /// processes never fill the same snapshot at once.
+    /// processes never fill the same snapshot at once. It lives under `.locks/`, where
+    /// huggingface_hub keeps its own, so a failed fetch leaves no folder for the model behind.
     pub fn lock_repo(&self, repo: &str) -> io::Result<File> {
-        let dir = self.repo_dir(repo);
+        let dir = self.root.join(".locks").join(repo_folder(repo));
         fs::create_dir_all(&dir)?;
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(".precis.lock"))?;
+            .open(dir.join("precis.lock"))?;
         file.lock()?;
         Ok(file)
     }
+}
+
+/// `org/name` -> `models--org--name`, the cache's folder name for a model repo.
+fn repo_folder(repo: &str) -> String {
+    format!("models--{}", repo.replace('/', "--"))
 }
 
 pub fn is_commit_hash(s: &str) -> bool {
