@@ -48,7 +48,10 @@ fn check(text: &str) {
     assert_eq!(spans.last().unwrap().end, text.len());
     for pair in spans.windows(2) {
         assert_eq!(pair[0].end, pair[1].start, "spans must be contiguous");
-        assert!(pair[0].start < pair[0].end, "only the last span of empty text may be empty");
+        assert!(
+            pair[0].start < pair[0].end,
+            "only the last span of empty text may be empty"
+        );
     }
     assert_eq!(sentences(text).concat(), text);
 }

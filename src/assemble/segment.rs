@@ -123,9 +123,7 @@ pub fn sentence_spans(text: &str) -> Vec<Range<usize>> {
             && is_sentence_start(chars[k].1)
             && !(c == '.' && j == i + 1 && is_abbreviation(text, at))
             && !is_elision_mark(&chars, i)
-            && !quotes
-                .iter()
-                .any(|q| q.start < i && k <= q.end);
+            && !quotes.iter().any(|q| q.start < i && k <= q.end);
         if boundary {
             cut(&mut spans, &mut start, chars[k].0);
         }
@@ -276,7 +274,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            split("He said: “It is over. We leave tonight.” Then he left. \"Really? Yes,\" she said."),
+            split(
+                "He said: “It is over. We leave tonight.” Then he left. \"Really? Yes,\" she said."
+            ),
             [
                 "He said: “It is over. We leave tonight.”",
                 "Then he left.",
@@ -302,7 +302,10 @@ mod tests {
         );
         assert_eq!(
             split("St. Louis is in the U.S. and Mr. Smith lives at No. 5. He left."),
-            ["St. Louis is in the U.S. and Mr. Smith lives at No. 5.", "He left."]
+            [
+                "St. Louis is in the U.S. and Mr. Smith lives at No. 5.",
+                "He left."
+            ]
         );
     }
 
@@ -319,7 +322,10 @@ mod tests {
         );
         assert_eq!(
             split("On Jan. 5, 2024 at 5 p.m. sharp, growth hit 3.5%. Then it fell."),
-            ["On Jan. 5, 2024 at 5 p.m. sharp, growth hit 3.5%.", "Then it fell."]
+            [
+                "On Jan. 5, 2024 at 5 p.m. sharp, growth hit 3.5%.",
+                "Then it fell."
+            ]
         );
     }
 

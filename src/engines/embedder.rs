@@ -39,9 +39,9 @@ impl EmbedError {
     pub fn kind(&self) -> FailureKind {
         match self {
             EmbedError::Io { .. } => FailureKind::ModelMissing,
-            EmbedError::Config { .. } | EmbedError::Tokenizer { .. } | EmbedError::Weights { .. } => {
-                FailureKind::ModelCorrupt
-            }
+            EmbedError::Config { .. }
+            | EmbedError::Tokenizer { .. }
+            | EmbedError::Weights { .. } => FailureKind::ModelCorrupt,
             EmbedError::Tokenize(_) | EmbedError::Compute(_) => FailureKind::Other,
         }
     }
@@ -104,13 +104,12 @@ impl Embedder {
             .map_err(|e| tokenizer_error(e.to_string()))?;
         // SAFETY: the file is a cache blob precis verified by checksum and never writes
         // afterwards; mapping it avoids holding a second copy of the weights in memory.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[files.weights], DType::F32, device)
-        }
-        .map_err(|source| EmbedError::Weights {
-            path: files.weights.to_path_buf(),
-            source,
-        })?;
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[files.weights], DType::F32, device) }
+                .map_err(|source| EmbedError::Weights {
+                    path: files.weights.to_path_buf(),
+                    source,
+                })?;
         let model = BertModel::load(vb, &config).map_err(|source| EmbedError::Weights {
             path: files.weights.to_path_buf(),
             source,

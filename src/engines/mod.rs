@@ -6,7 +6,7 @@ pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
-pub use embedder::{Embedder, EmbedError};
+pub use embedder::{EmbedError, Embedder};
 pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
 
 use crate::infer::InferError;
