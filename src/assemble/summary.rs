@@ -311,10 +311,12 @@ fn render(sentences: &[ArticleSentence], keep: &[bool]) -> String {
 
 /// Similarity above which an article sentence counts as support for a summary sentence, per
 /// kind of sentence vector. Calibrated by scripts/calibrate_support.py on CNN/DailyMail
-/// articles 101-250 (not the ROUGE test set): reference highlights, which their article does
-/// support, against highlights of the most similar other article, which it does not.
-pub const SUPPORT_THRESHOLD_EMBEDDING: f32 = 0.55;
-pub const SUPPORT_THRESHOLD_TFIDF: f32 = 0.3;
+/// articles 101-250 (not the ROUGE test set): 556 reference highlights against their own
+/// article (supported) and against the most similar other article (same topic, not the same
+/// facts: unsupported). The thresholds maximise balanced accuracy: with embeddings 91% of
+/// supported highlights pass and 7.6% of unsupported ones; with TF-IDF, 94% and 11%.
+pub const SUPPORT_THRESHOLD_EMBEDDING: f32 = 0.49;
+pub const SUPPORT_THRESHOLD_TFIDF: f32 = 0.15;
 /// At most this many supporting sentences are listed per summary sentence.
 pub const MAX_SUPPORT: usize = 3;
 
