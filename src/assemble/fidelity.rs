@@ -430,9 +430,7 @@ fn numbers(text: &str, lang: Lang, dates: &[DateMention]) -> Vec<NumberMention> 
             let group_of_three = (j + 1..j + 4)
                 .all(|k| chars.get(k).is_some_and(|&(_, n)| n.is_ascii_digit()))
                 && !chars.get(j + 4).is_some_and(|&(_, n)| n.is_ascii_digit());
-            if cj.is_ascii_digit() {
-                raw.push(cj);
-            } else if next_digit
+            let separator = next_digit
                 && match lang {
                     Lang::French => {
                         (matches!(cj, ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}' | '.')
@@ -440,12 +438,11 @@ fn numbers(text: &str, lang: Lang, dates: &[DateMention]) -> Vec<NumberMention> 
                             || cj == ','
                     }
                     Lang::English => (cj == ',' && group_of_three) || cj == '.',
-                }
-            {
-                raw.push(cj);
-            } else {
+                };
+            if !cj.is_ascii_digit() && !separator {
                 break;
             }
+            raw.push(cj);
             j += 1;
         }
         let end = chars.get(j).map_or(text.len(), |&(b, _)| b);
@@ -1218,14 +1215,16 @@ mod tests {
             .collect()
     }
 
+    /// Month, day, part of the month, year.
+    type Parsed = (usize, Option<u32>, Option<Part>, Option<u32>);
+
     #[test]
     fn months_qualifiers_days_and_years() {
         let d = dates(
             "À la mi-août 2025, puis fin mars et le 7 octobre, début de mai.",
             Lang::French,
         );
-        let got: Vec<(usize, Option<u32>, Option<Part>, Option<u32>)> =
-            d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
+        let got: Vec<Parsed> = d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
         assert_eq!(
             got,
             [
@@ -1236,8 +1235,7 @@ mod tests {
             ]
         );
         let d = dates("In mid-August 2025 and late March, on October 7, 2025. May I? On Aug. 15 and the end of June.", Lang::English);
-        let got: Vec<(usize, Option<u32>, Option<Part>, Option<u32>)> =
-            d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
+        let got: Vec<Parsed> = d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
         assert_eq!(
             got,
             [
