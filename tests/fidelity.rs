@@ -109,6 +109,19 @@ fn a_changed_name_and_a_lost_quotation_are_caught() {
 }
 
 #[test]
+fn a_lost_link_is_caught() {
+    let findings = check_all(&planted(
+        "Source : https://khoahocdoisong.vn/moscow-noi-dong-luc-tu-cuoc-gap-thuong-dinh-nga-my-khong-con-nua-post2149059291.html",
+        "No notes, no explanations, no quotation marks around it.",
+    ));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        (findings[0].kind, findings[0].paragraph),
+        (Kind::Link, Some(8))
+    );
+}
+
+#[test]
 fn a_number_that_is_not_in_the_source_is_caught() {
     let findings = check_all(&planted("both sides", "the 3 sides"));
     assert_eq!(findings.len(), 1, "{findings:#?}");

@@ -70,9 +70,17 @@ fn key_sentences_with_the_embedding_model() {
     assert_eq!(picked.len(), 2);
     let places: Vec<(u64, u64)> = picked
         .iter()
-        .map(|s| (s["paragraph"].as_u64().unwrap(), s["sentence"].as_u64().unwrap()))
+        .map(|s| {
+            (
+                s["paragraph"].as_u64().unwrap(),
+                s["sentence"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert!(places.windows(2).all(|w| w[0] < w[1]), "article order: {places:?}");
+    assert!(
+        places.windows(2).all(|w| w[0] < w[1]),
+        "article order: {places:?}"
+    );
     assert_eq!(places[0], (0, 0), "the lead is central here");
     for s in picked {
         let score = s["score"].as_f64().unwrap();
@@ -117,7 +125,14 @@ fn abstractive_sentences_carry_their_support() {
         return;
     }
     let report = json(
-        &["--model", "qwen2.5-coder-0.5b-instruct", "--sentences", "2", "--max-tokens", "120"],
+        &[
+            "--model",
+            "qwen2.5-coder-0.5b-instruct",
+            "--sentences",
+            "2",
+            "--max-tokens",
+            "120",
+        ],
         &[],
     );
     let abstractive = &report["summary"]["abstractive"];
@@ -136,7 +151,10 @@ fn abstractive_sentences_carry_their_support() {
         }
     }
     // A summary of this article says who was confirmed: at least one sentence is supported.
-    assert!(sentences.iter().any(|s| s["supported"] == true), "{sentences:#?}");
+    assert!(
+        sentences.iter().any(|s| s["supported"] == true),
+        "{sentences:#?}"
+    );
     assert_eq!(report["summary"]["extractive"].as_array().unwrap().len(), 2);
     assert!(report["timings"]["summarize_ms"].as_u64().unwrap() > 0);
 }

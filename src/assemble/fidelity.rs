@@ -19,6 +19,8 @@ pub enum Kind {
     Date,
     Name,
     Quote,
+    /// A web address, which a translation must copy exactly.
+    Link,
 }
 
 /// Which output was checked.
@@ -60,6 +62,7 @@ impl Finding {
             Kind::Date => "date",
             Kind::Name => "name",
             Kind::Quote => "quotation",
+            Kind::Link => "link",
         };
         let mut line = format!("fidelity ({kind}), {place}: {}", self.problem);
         match (self.source_text.is_empty(), self.output_text.is_empty()) {
@@ -191,6 +194,17 @@ pub fn check_translation(french: &str, english: &str, paragraph: usize) -> Vec<F
                 "",
                 &name,
                 "the translation has a name the source does not".to_string(),
+            ));
+        }
+    }
+
+    for link in links(french) {
+        if !english.contains(link) {
+            findings.push(finding(
+                Kind::Link,
+                link,
+                "",
+                "the link is missing from the translation".to_string(),
             ));
         }
     }
@@ -1189,6 +1203,14 @@ fn quotations(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Web addresses: words that start with a scheme or `www.`, without trailing punctuation.
+fn links(text: &str) -> Vec<&str> {
+    text.split_whitespace()
+        .filter(|w| w.contains("://") || w.starts_with("www."))
+        .map(|w| w.trim_end_matches(['.', ',', ';', ')', '»', '"']))
+        .collect()
 }
 
 fn has_quote_marks(text: &str) -> bool {
