@@ -43,6 +43,14 @@ def main():
     summary = report["summary"]["abstractive"]["text"]
     if len(words(summary)) < 20 or share(summary, ENGLISH) < 0.08 or share(summary, FRENCH) > 0.05:
         problems.append(f"the summary is empty or not English: {summary!r}")
+    extractive = report["summary"].get("extractive", [])
+    if len(extractive) != 3 or any(s["paragraph"] > 6 for s in extractive):
+        problems.append(f"expected 3 key sentences from the 7 body paragraphs: {extractive!r}")
+    sentences = report["summary"]["abstractive"].get("sentences", [])
+    if not sentences or any("supported" not in s or "support" not in s for s in sentences):
+        problems.append(f"the summary sentences lack their provenance: {sentences!r}")
+    if not isinstance(report.get("fidelity"), list):
+        problems.append("the report has no fidelity list")
     for problem in problems:
         print(f"smoke: FAIL: {problem}", file=sys.stderr)
     if problems:

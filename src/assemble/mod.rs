@@ -3,7 +3,10 @@
 
 pub mod article;
 pub mod chunk;
+pub mod fidelity;
 pub mod input;
 pub mod segment;
+pub mod summary;
+pub mod tfidf;
 
 pub use article::{Article, Paragraph};

@@ -13,17 +13,19 @@ use precis::{
     assemble::{input::decode_text, Article},
     engines::{
         self,
+        embedder::EmbedderFiles,
         tasks::{LlmTranslator, Output},
-        LlmEngine,
+        Embedder, LlmEngine,
     },
     failure::FailureKind,
     load::{catalog::WeightFormat, Role},
-    pipeline::{self, Abstractive, Progress, Timings, Translation},
+    pipeline::{self, Progress, SentenceVectors, Summary, SummaryOptions, Timings, Translation},
 };
 use serde::Serialize;
 
 use super::{CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
+use precis::assemble::fidelity::Finding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -38,7 +40,9 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     translation: Option<TranslationReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    summary: Option<SummaryReport>,
+    summary: Option<Summary>,
+    /// Numbers, dates, names and quotations that differ between a source and its output.
+    fidelity: Vec<Finding>,
     timings: Timings,
     warnings: Vec<String>,
 }
@@ -59,11 +63,6 @@ struct TranslationReport {
     details: Vec<pipeline::TranslatedParagraph>,
 }
 
-#[derive(Serialize)]
-struct SummaryReport {
-    abstractive: Abstractive,
-}
-
 pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(threads) = args.threads {
@@ -76,9 +75,15 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         refuse_overwriting_input(&args.input, output)?;
     }
 
+    let summary_args = &args.summary;
     let mut timings = Timings::default();
     let load_started = Instant::now();
-    let (mut engine, model_id) = load_generator(context, args.model.as_deref())?;
+    let needs_generator = job != Job::Summarize || !summary_args.no_abstractive;
+    let mut generator = if needs_generator {
+        Some(load_generator(context, args.model.as_deref())?)
+    } else {
+        None
+    };
     timings.load_ms = load_started.elapsed().as_millis() as u64;
 
     let bar = progress_bar(context.quiet);
@@ -89,8 +94,9 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         None
     } else {
         let translate_started = Instant::now();
+        let (engine, model_id) = generator.as_mut().expect("loaded for translation");
         let mut translator = LlmTranslator {
-            engine: &mut engine,
+            engine,
             model_id: model_id.clone(),
             max_new_tokens: args.max_tokens,
         };
@@ -107,16 +113,32 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     let summary = if job == Job::Translate {
         None
     } else {
-        let summarize_started = Instant::now();
-        let english = match &translation {
-            Some(t) => t.text.clone(),
-            None => article.text(),
+        let embed_started = Instant::now();
+        let embedder = load_embedder(context, &mut warnings);
+        timings.embed_load_ms = embed_started.elapsed().as_millis() as u64;
+        let vectors = match &embedder {
+            Some((embedder, model_id)) => SentenceVectors::Embedder {
+                embedder,
+                model_id: model_id.clone(),
+            },
+            None => SentenceVectors::TfIdf,
         };
-        let summary = pipeline::summarize_text(
-            &mut engine,
-            &model_id,
-            &english,
-            args.max_tokens,
+        let summarize_started = Instant::now();
+        let paragraphs: Vec<String> = match &translation {
+            Some(t) => t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+            None => article.paragraphs.iter().map(|p| p.text.clone()).collect(),
+        };
+        let options = SummaryOptions {
+            sentences: summary_args.sentences,
+            extractive: !summary_args.no_extractive,
+            abstractive: !summary_args.no_abstractive,
+            max_new_tokens: args.max_tokens,
+        };
+        let summary = pipeline::summarize_article(
+            generator.as_mut().map(|(e, id)| (e, id.as_str())),
+            &vectors,
+            &paragraphs,
+            &options,
             &mut on_progress,
             &mut warnings,
         )?;
@@ -125,10 +147,16 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     };
     bar.finish_and_clear();
 
-    let requests = translation
-        .iter()
-        .flat_map(Translation::requests)
-        .chain(summary.iter().map(|s| &s.request));
+    let fidelity_started = Instant::now();
+    let fidelity = pipeline::check_fidelity(&article, translation.as_ref(), summary.as_ref());
+    timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
+
+    let requests = translation.iter().flat_map(Translation::requests).chain(
+        summary
+            .iter()
+            .filter_map(|s| s.abstractive.as_ref())
+            .map(|a| &a.request),
+    );
     let requests: Vec<&Output> = requests.collect();
     if let Some(path) = &args.save_requests {
         save_requests(path, &requests)?;
@@ -147,7 +175,8 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
             paragraphs: t.paragraphs.iter().map(|p| p.text.clone()).collect(),
             details: t.paragraphs,
         }),
-        summary: summary.map(|abstractive| SummaryReport { abstractive }),
+        summary,
+        fidelity,
         timings,
         warnings,
     };
@@ -159,6 +188,9 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     if args.format == Format::Text && !context.quiet {
         for warning in &report.warnings {
             eprintln!("precis: warning: {warning}");
+        }
+        for finding in &report.fidelity {
+            eprintln!("precis: warning: {}", finding.describe());
         }
     }
     Ok(())
@@ -186,18 +218,32 @@ fn save_requests(path: &Path, requests: &[&Output]) -> anyhow::Result<()> {
 }
 
 fn render_text(report: &Report, article: &Article) -> String {
-    let mut out = String::new();
+    let mut sections: Vec<String> = Vec::new();
     if let Some(translation) = &report.translation {
-        out.push_str(article.reassemble(&translation.paragraphs).trim_end());
-        out.push('\n');
+        sections.push(
+            article
+                .reassemble(&translation.paragraphs)
+                .trim_end()
+                .to_string(),
+        );
     }
     if let Some(summary) = &report.summary {
-        if report.translation.is_some() {
-            out.push_str("\nSummary\n-------\n");
+        if let Some(abstractive) = &summary.abstractive {
+            sections.push(format!("Summary\n-------\n{}", abstractive.text));
         }
-        out.push_str(&summary.abstractive.text);
-        out.push('\n');
+        if let Some(extractive) = summary.extractive.as_ref().filter(|e| !e.is_empty()) {
+            let lines: Vec<String> = extractive
+                .iter()
+                .map(|s| format!("- {} [{}.{}]", s.text, s.paragraph + 1, s.sentence + 1))
+                .collect();
+            sections.push(format!(
+                "Key sentences [paragraph.sentence]\n----------------------------------\n{}",
+                lines.join("\n")
+            ));
+        }
     }
+    let mut out = sections.join("\n\n");
+    out.push('\n');
     out
 }
 
@@ -320,6 +366,41 @@ fn load_generator(
     }
     let engine = LlmEngine::load(weights, &Device::Cpu)?;
     Ok((engine, spec.id.clone()))
+}
+
+/// The default sentence-embedding model, or `None` (with a warning saying why and what to do)
+/// when it cannot be had: the summary then ranks and checks sentences with TF-IDF.
+fn load_embedder(context: &Context, warnings: &mut Vec<String>) -> Option<(Embedder, String)> {
+    let spec = context.catalog.default_for(Role::Embed)?;
+    let loaded = context
+        .store
+        .ensure(spec)
+        .map_err(anyhow::Error::from)
+        .and_then(|files| {
+            let path = |name: &str| {
+                files
+                    .path(name)
+                    .with_context(|| format!("the catalog entry of {} lists no {name}", spec.id))
+            };
+            let files = EmbedderFiles {
+                config: path("config.json")?,
+                tokenizer: path("tokenizer.json")?,
+                weights: path("model.safetensors")?,
+            };
+            let max_tokens = spec.context_length;
+            Ok(Embedder::load(&files, max_tokens, &Device::Cpu)?)
+        });
+    match loaded {
+        Ok(embedder) => Some((embedder, spec.id.clone())),
+        Err(e) => {
+            warnings.push(format!(
+                "no sentence-embedding model ({e:#}); key sentences and summary support use \
+                 TF-IDF word overlap instead, which misses paraphrases. Run `precis models fetch {}`",
+                spec.id
+            ));
+            None
+        }
+    }
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

@@ -1,10 +1,12 @@
 //! Engines compose load, tokenise and infer into the capabilities the pipeline needs.
 
+pub mod embedder;
 pub mod llm;
 pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
+pub use embedder::{EmbedError, Embedder};
 pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
 
 use crate::infer::InferError;

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""ROUGE of precis summaries on CNN/DailyMail articles with reference highlights.
+
+Two steps, because the abstractive summaries take about a minute per article on a 2-core CPU:
+
+  # 1. run precis on the articles; resumable (articles already in OUT are skipped), so it can
+  #    be stopped and started again, and scored while it is still running
+  scripts/rouge_eval.py generate --kind abstractive --limit 100 --out eval/cnndm-abstractive.jsonl
+  scripts/rouge_eval.py generate --kind extractive --limit 100 --out eval/cnndm-extractive.jsonl
+
+  # 2. score what finished, with LEAD-3 as the baseline, on the articles present in every file
+  scripts/rouge_eval.py score --extractive eval/cnndm-extractive.jsonl \
+      --abstractive eval/cnndm-abstractive.jsonl
+
+Scoring uses Google's `rouge-score` package (pip install rouge-score), ROUGE-1/2/L F1 with the
+Porter stemmer, and ROUGE-Lsum over newline-separated sentences as in the CNN/DM literature.
+LEAD-3 takes the first three sentences of the article as precis segments them (the same
+splitter the extractive summary uses), so the baseline and ours differ only in the choice of
+sentences.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "..",
+    "shared",
+    "eval",
+    "summarization",
+    "cnndm-test-frank250.en.jsonl",
+)
+
+
+def load_articles(path, limit):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows[:limit] if limit else rows
+
+
+def load_done(path):
+    done = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    row = json.loads(line)
+                    done[row["id"]] = row
+    return done
+
+
+def generate(args):
+    articles = load_articles(args.data, args.limit)
+    done = load_done(args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    flags = ["--format", "json", "--sentences", str(args.sentences)]
+    if args.kind == "abstractive":
+        flags += ["--no-extractive", "--model", args.model]
+    else:
+        flags += ["--no-abstractive"]
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
+    flags += args.precis_arg or []
+    todo = [a for a in articles if a["id"] not in done]
+    print(f"{len(done)} done, {len(todo)} to go -> {args.out}", file=sys.stderr)
+    with open(args.out, "a", encoding="utf-8") as out:
+        for n, article in enumerate(todo, 1):
+            with tempfile.NamedTemporaryFile("w", suffix=".en.txt", delete=False) as tmp:
+                tmp.write(article["article"])
+            started = time.time()
+            try:
+                proc = subprocess.run(
+                    [args.precis, "--quiet", "summarize", tmp.name] + flags,
+                    capture_output=True,
+                    text=True,
+                )
+            finally:
+                os.unlink(tmp.name)
+            elapsed = time.time() - started
+            if proc.returncode != 0:
+                print(f"{article['id']}: precis failed ({proc.returncode}): {proc.stderr.strip()}",
+                      file=sys.stderr)
+                continue
+            report = json.loads(proc.stdout)
+            summary = report.get("summary", {})
+            row = {"id": article["id"], "seconds": round(elapsed, 1)}
+            if args.kind == "abstractive":
+                abstractive = summary["abstractive"]
+                row.update(
+                    model=abstractive["model"],
+                    text=abstractive["text"],
+                    stop=abstractive.get("stop"),
+                    prompt_tokens=abstractive.get("prompt_tokens"),
+                    generated_tokens=abstractive.get("generated_tokens"),
+                    sentences=[
+                        {"text": s["text"], "supported": s["supported"]}
+                        for s in abstractive.get("sentences", [])
+                    ],
+                )
+            else:
+                row.update(
+                    method=summary.get("extractive_method"),
+                    sentences=[s["text"] for s in summary["extractive"]],
+                    lead=[s["text"] for s in summary.get("lead", [])],
+                )
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            print(f"[{n}/{len(todo)}] {article['id']} {elapsed:.0f}s", file=sys.stderr)
+
+
+def score(args):
+    from rouge_score import rouge_scorer, scoring
+
+    articles = {a["id"]: a for a in load_articles(args.data, 0)}
+    extractive = load_done(args.extractive)
+    abstractive = load_done(args.abstractive) if args.abstractive else {}
+    ids = [i for i in articles if i in extractive]
+    if args.abstractive:
+        ids = [i for i in ids if i in abstractive]
+    if args.limit:
+        ids = ids[: args.limit]
+    if not ids:
+        sys.exit("no article is present in every input file")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    systems = {
+        "LEAD-3": lambda i: extractive[i]["lead"],
+        f"precis extractive ({args.sentences} sentences)": lambda i: extractive[i]["sentences"],
+    }
+    if args.abstractive:
+        model = next(iter(abstractive.values())).get("model", "LLM")
+        systems[f"precis abstractive ({model})"] = lambda i: [abstractive[i]["text"]]
+    rows = []
+    for name, pick in systems.items():
+        aggregator = scoring.BootstrapAggregator()
+        for i in ids:
+            reference = "\n".join(split_reference(articles[i]["reference"]))
+            aggregator.add_scores(scorer.score(reference, "\n".join(s.strip() for s in pick(i))))
+        result = aggregator.aggregate()
+        rows.append((name, {k: v.mid.fmeasure * 100 for k, v in result.items()}))
+    print(f"{len(ids)} articles of {os.path.basename(args.data)}; ROUGE F1 (rouge-score, stemmed)\n")
+    print("| system | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |")
+    print("|---|---|---|---|---|")
+    for name, s in rows:
+        print(f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['rougeLsum']:.2f} |")
+    if args.abstractive:
+        times = [abstractive[i]["seconds"] for i in ids]
+        supported = [s["supported"] for i in ids for s in abstractive[i].get("sentences", [])]
+        print(f"\nabstractive: median {statistics.median(times):.0f} s per article", end="")
+        if supported:
+            print(f"; {sum(supported)}/{len(supported)} sentences supported by the article", end="")
+        print()
+
+
+def split_reference(text):
+    # The references are highlights joined into one string; one per line for ROUGE-Lsum.
+    return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9'\"‘“])", text.strip()) if s]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--limit", type=int, default=100, help="first N articles (0 = all)")
+    parser.add_argument("--sentences", type=int, default=3)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("--kind", choices=["extractive", "abstractive"], required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--precis", default="target/release/precis")
+    g.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    g.add_argument("--threads", type=int)
+    g.add_argument("--precis-arg", action="append", help="extra flag passed to precis")
+    s = sub.add_parser("score")
+    s.add_argument("--extractive", required=True)
+    s.add_argument("--abstractive")
+    args = parser.parse_args()
+    generate(args) if args.command == "generate" else score(args)
+
+
+if __name__ == "__main__":
+    main()
