@@ -14,7 +14,7 @@ use precis::{
     engines::{
         self,
         tasks::{LlmTranslator, Output},
-        LlmEngine,
+        LlmEngine, MarianTranslator,
     },
     failure::FailureKind,
     load::{catalog::WeightFormat, Role},
@@ -22,8 +22,12 @@ use precis::{
 };
 use serde::Serialize;
 
+use super::translator::{self, Chosen};
 use super::{CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
+
+/// Sentences per Marian batch: a paragraph's sentences usually fit in one.
+const MARIAN_BATCH: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -78,51 +82,90 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
 
     let mut timings = Timings::default();
     let load_started = Instant::now();
-    let (mut engine, model_id) = load_generator(context, args.model.as_deref())?;
+    let chosen = match job {
+        Job::Summarize => None,
+        _ => Some(translator::choose(context, &args)?),
+    };
+    // The LLM is only loaded when something needs it: a translation-only run on Marian does not.
+    let mut generator = match (&chosen, job) {
+        (Some(Chosen::Marian { .. }), Job::Translate) => None,
+        _ => Some(load_generator(context, args.model.as_deref())?),
+    };
     timings.load_ms = load_started.elapsed().as_millis() as u64;
 
     let bar = progress_bar(context.quiet);
     let mut on_progress = progress_reporter(&bar);
     let mut warnings = Vec::new();
 
-    let translation = if job == Job::Summarize {
-        None
-    } else {
+    let translation = if let Some(chosen) = &chosen {
         let translate_started = Instant::now();
-        let mut translator = LlmTranslator {
-            engine: &mut engine,
-            model_id: model_id.clone(),
-            max_new_tokens: args.max_tokens,
+        let split = |text: &str| -> Vec<String> {
+            precis::assemble::segment::sentences(text)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
         };
-        let translation = pipeline::translate_article(
-            &mut translator,
-            &article,
-            &mut on_progress,
-            &mut warnings,
-        )?;
+        let translation = match (chosen, generator.as_mut()) {
+            (Chosen::Marian { engine, id }, _) => {
+                let mut search = engine.search_config().clone();
+                if let Some(beams) = args.beams {
+                    search.num_beams = beams.get();
+                }
+                let mut translator = MarianTranslator {
+                    engine,
+                    model_id: id.clone(),
+                    search,
+                    max_batch: MARIAN_BATCH,
+                    split_sentences: &split,
+                };
+                pipeline::translate_article(
+                    &mut translator,
+                    &article,
+                    &mut on_progress,
+                    &mut warnings,
+                )?
+            }
+            (Chosen::Llm, Some((engine, model_id))) => {
+                let mut translator = LlmTranslator {
+                    engine,
+                    model_id: model_id.clone(),
+                    max_new_tokens: args.max_tokens,
+                };
+                pipeline::translate_article(
+                    &mut translator,
+                    &article,
+                    &mut on_progress,
+                    &mut warnings,
+                )?
+            }
+            (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
+        };
         timings.translate_ms = translate_started.elapsed().as_millis() as u64;
         Some(translation)
+    } else {
+        None
     };
 
-    let summary = if job == Job::Translate {
-        None
-    } else {
-        let summarize_started = Instant::now();
-        let english = match &translation {
-            Some(t) => t.text.clone(),
-            None => article.text(),
+    let summary =
+        if let (Some((engine, model_id)), true) = (generator.as_mut(), job != Job::Translate) {
+            let summarize_started = Instant::now();
+            let english = match &translation {
+                Some(t) => t.text.clone(),
+                None => article.text(),
+            };
+            let summary = pipeline::summarize_text(
+                engine,
+                model_id,
+                &english,
+                args.max_tokens,
+                &mut on_progress,
+                &mut warnings,
+            )?;
+            timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
+            Some(summary)
+        } else {
+            None
         };
-        let summary = pipeline::summarize_text(
-            &mut engine,
-            &model_id,
-            &english,
-            args.max_tokens,
-            &mut on_progress,
-            &mut warnings,
-        )?;
-        timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
-        Some(summary)
-    };
     bar.finish_and_clear();
 
     let requests = translation

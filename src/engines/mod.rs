@@ -1,11 +1,13 @@
 //! Engines compose load, tokenise and infer into the capabilities the pipeline needs.
 
 pub mod llm;
+pub mod marian;
 pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
 pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
+pub use marian::{MarianEngine, MarianTranslator};
 
 use crate::infer::InferError;
 use crate::tokenize::TokenizeError;
