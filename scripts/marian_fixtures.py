@@ -78,6 +78,8 @@ def train_spm(lines, vocab_size, normalization):
         pad_id=-1,
         num_threads=2,
         minloglevel=2,
+        # The eval text is small: take as many pieces as it supports, up to vocab_size.
+        hard_vocab_limit=False,
     )
     return model.getvalue()
 

@@ -222,7 +222,7 @@ fn normalise(score: f32, len: usize, length_penalty: f32) -> f32 {
 fn top_k(scores: impl Iterator<Item = (f32, usize)>, k: usize) -> Vec<(f32, usize)> {
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
     for (s, i) in scores {
-        if best.len() == k && !(s > best[k - 1].0) {
+        if best.len() == k && s.partial_cmp(&best[k - 1].0) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         let at = best.partition_point(|&(bs, _)| bs >= s);
@@ -348,7 +348,11 @@ fn beam_search(
             let best_possible = normalise(state.running[0].1, best_len, config.length_penalty);
             let full = state.finished.len() == k;
             let worst = state.finished.last().map(|h| h.score);
-            if full && worst.is_some_and(|w| !(best_possible > w)) {
+            if full
+                && worst.is_some_and(|w| {
+                    best_possible.partial_cmp(&w) != Some(std::cmp::Ordering::Greater)
+                })
+            {
                 state.improvable = false;
             }
         }

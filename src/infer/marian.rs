@@ -60,15 +60,15 @@ impl MarianConfig {
         if self.normalize_before {
             return bad("pre-norm Marian models (normalize_before) are not supported".into());
         }
-        if self.d_model % self.encoder_attention_heads != 0
-            || self.d_model % self.decoder_attention_heads != 0
+        if !self.d_model.is_multiple_of(self.encoder_attention_heads)
+            || !self.d_model.is_multiple_of(self.decoder_attention_heads)
         {
             return bad(format!(
                 "d_model {} is not a multiple of the attention heads",
                 self.d_model
             ));
         }
-        if self.d_model % 2 != 0 {
+        if !self.d_model.is_multiple_of(2) {
             return bad("d_model must be even for sinusoidal positions".into());
         }
         if !self.share_encoder_decoder_embeddings
