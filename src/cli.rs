@@ -90,6 +90,20 @@ pub struct ArticleArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
 
+    /// Which engine translates: marian (a dedicated translation model), llm (the language
+    /// model), or auto: Marian when its model is cached or can be fetched now, else the LLM
+    #[arg(long, value_enum, default_value_t = TranslatorChoice::Auto)]
+    pub translator: TranslatorChoice,
+
+    /// The Marian model for --translator marian or auto (see `precis models list`)
+    #[arg(long, value_name = "ID", default_value = "opus-mt-fr-en")]
+    pub translation_model: String,
+
+    /// Beam width of the Marian translator; 1 is greedy (default: the model's generation
+    /// config, 4 for opus-mt)
+    #[arg(long, value_name = "N")]
+    pub beams: Option<std::num::NonZeroUsize>,
+
     /// Save every model request (messages, token limit) as JSON, so benchmarks can replay the
     /// same prompts on another engine (scripts/llama_run.py reads this format)
     #[arg(long, value_name = "FILE", hide = true)]
@@ -114,6 +128,16 @@ pub struct SummaryArgs {
     /// No key sentences: the abstractive paragraph only (run, summarize)
     #[arg(long)]
     pub no_extractive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TranslatorChoice {
+    /// Marian when its model is cached or can be fetched now, else the LLM
+    Auto,
+    /// A dedicated translation model (opus-mt)
+    Marian,
+    /// The language model
+    Llm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,7 +15,7 @@ use precis::{
         self,
         embedder::EmbedderFiles,
         tasks::{LlmTranslator, Output},
-        Embedder, LlmEngine,
+        Embedder, LlmEngine, MarianTranslator,
     },
     failure::FailureKind,
     load::{catalog::WeightFormat, Role},
@@ -23,9 +23,13 @@ use precis::{
 };
 use serde::Serialize;
 
+use super::translator::{self, Chosen};
 use super::{CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
 use precis::assemble::fidelity::Finding;
+
+/// Sentences per Marian batch: a paragraph's sentences usually fit in one.
+const MARIAN_BATCH: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -78,8 +82,15 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     let summary_args = &args.summary;
     let mut timings = Timings::default();
     let load_started = Instant::now();
-    let needs_generator = job != Job::Summarize || !summary_args.no_abstractive;
-    let mut generator = if needs_generator {
+    let chosen = match job {
+        Job::Summarize => None,
+        _ => Some(translator::choose(context, &args)?),
+    };
+    // The LLM is loaded only when something needs it: the translation, or the abstractive
+    // summary.
+    let llm_translates = matches!(chosen, Some(Chosen::Llm));
+    let llm_summarises = job != Job::Translate && !summary_args.no_abstractive;
+    let mut generator = if llm_translates || llm_summarises {
         Some(load_generator(context, args.model.as_deref())?)
     } else {
         None
@@ -90,24 +101,53 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     let mut on_progress = progress_reporter(&bar);
     let mut warnings = Vec::new();
 
-    let translation = if job == Job::Summarize {
-        None
-    } else {
+    let translation = if let Some(chosen) = &chosen {
         let translate_started = Instant::now();
-        let (engine, model_id) = generator.as_mut().expect("loaded for translation");
-        let mut translator = LlmTranslator {
-            engine,
-            model_id: model_id.clone(),
-            max_new_tokens: args.max_tokens,
+        let split = |text: &str| -> Vec<String> {
+            precis::assemble::segment::sentences(text)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
         };
-        let translation = pipeline::translate_article(
-            &mut translator,
-            &article,
-            &mut on_progress,
-            &mut warnings,
-        )?;
+        let translation = match (chosen, generator.as_mut()) {
+            (Chosen::Marian { engine, id }, _) => {
+                let mut search = engine.search_config().clone();
+                if let Some(beams) = args.beams {
+                    search.num_beams = beams.get();
+                }
+                let mut translator = MarianTranslator {
+                    engine,
+                    model_id: id.clone(),
+                    search,
+                    max_batch: MARIAN_BATCH,
+                    split_sentences: &split,
+                };
+                pipeline::translate_article(
+                    &mut translator,
+                    &article,
+                    &mut on_progress,
+                    &mut warnings,
+                )?
+            }
+            (Chosen::Llm, Some((engine, model_id))) => {
+                let mut translator = LlmTranslator {
+                    engine,
+                    model_id: model_id.clone(),
+                    max_new_tokens: args.max_tokens,
+                };
+                pipeline::translate_article(
+                    &mut translator,
+                    &article,
+                    &mut on_progress,
+                    &mut warnings,
+                )?
+            }
+            (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
+        };
         timings.translate_ms = translate_started.elapsed().as_millis() as u64;
         Some(translation)
+    } else {
+        None
     };
 
     let summary = if job == Job::Translate {

@@ -2,6 +2,7 @@
 
 mod article;
 mod models;
+mod translator;
 
 use precis::{
     failure::FailureKind,

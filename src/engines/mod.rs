@@ -2,12 +2,14 @@
 
 pub mod embedder;
 pub mod llm;
+pub mod marian;
 pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
 pub use embedder::{EmbedError, Embedder};
 pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
+pub use marian::{MarianEngine, MarianTranslator};
 
 use crate::infer::InferError;
 use crate::tokenize::TokenizeError;

@@ -1,6 +1,8 @@
 //! Stage 3, infer: model definitions and the decoding loops that drive them.
 
+pub mod beam;
 pub mod decode;
+pub mod marian;
 pub mod qwen2;
 
 pub use decode::{

@@ -2,10 +2,12 @@
 
 pub mod chat;
 pub mod gguf;
+pub mod spm;
 pub mod utf8;
 
 pub use chat::{ChatMessage, ChatTemplate, Role, Segment};
 pub use gguf::{GgufTokenizer, TokenKind};
+pub use spm::{MarianTokenizer, SpmModel};
 pub use utf8::Utf8Stream;
 
 /// Why a tokeniser or a chat template could not be built or used.

@@ -1,0 +1,48 @@
+//! Speed of the Marian engine with a forced output length, for scripts/marian_bench.py:
+//!
+//! ```sh
+//! cargo run --release --example marian_bench -- MODEL_DIR SENTENCES.txt BEAMS NEW_TOKENS BATCH
+//! ```
+//!
+//! Every sentence generates exactly NEW_TOKENS tokens (the end token is banned before that, as
+//! HF's `min_new_tokens` does), so the work is the same whatever the weights. Prints one JSON
+//! line: sentences, generated tokens, seconds (model load excluded), tokens per second.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Device;
+use precis::engines::marian::{MarianEngine, MARIAN_FILES};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, sentences, beams, new_tokens, batch] = args.as_slice() else {
+        return Err("usage: marian_bench MODEL_DIR SENTENCES.txt BEAMS NEW_TOKENS BATCH".into());
+    };
+    let dir = PathBuf::from(dir);
+    let files: HashMap<String, PathBuf> = MARIAN_FILES
+        .iter()
+        .map(|n| (n.to_string(), dir.join(n)))
+        .collect();
+    let text = std::fs::read_to_string(sentences)?;
+    let sentences: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let new_tokens: usize = new_tokens.parse()?;
+    let engine = MarianEngine::load(&files, &Device::Cpu)?;
+    let mut search = engine.search_config().clone();
+    search.num_beams = beams.parse()?;
+    search.min_length = new_tokens + 1;
+    search.max_length = new_tokens + 1;
+    // One warm-up sentence: the first forward pass pays for allocations and thread start.
+    engine.translate_sentences(&sentences[..1], &search, 1, &mut |_| {})?;
+    let started = Instant::now();
+    let (out, _) = engine.translate_sentences(&sentences, &search, batch.parse()?, &mut |_| {})?;
+    let seconds = started.elapsed().as_secs_f64();
+    let generated: usize = out.iter().map(|t| t.ids.len()).sum();
+    println!(
+        "{{\"sentences\": {}, \"generated_tokens\": {generated}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {:.1}}}",
+        sentences.len(),
+        generated as f64 / seconds
+    );
+    Ok(())
+}

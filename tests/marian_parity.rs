@@ -1,0 +1,235 @@
+//! Parity of the Marian engine with Hugging Face transformers, on models with the real
+//! MarianMTModel architecture and random (briefly trained) weights, made by
+//! `scripts/marian_fixtures.py`, which also recorded what transformers does with them.
+//!
+//! * tiny model (committed, `tests/fixtures/marian/tiny`): tokenizer ids and texts, greedy and
+//!   beam-4 generation, one sentence at a time and in one padded batch;
+//! * full-size model (the exact opus-mt-fr-en configuration, 300 MB, generated on demand): the
+//!   same checks against `tests/fixtures/marian/full_outputs.json` when `PRECIS_MARIAN_FULL`
+//!   names the folder the script wrote; skipped (with a note) otherwise.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use precis::engines::marian::{MarianEngine, MARIAN_FILES};
+use precis::infer::beam::SearchConfig;
+use precis::tokenize::MarianTokenizer;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Fixture {
+    tokenizer: Vec<TokenizerCase>,
+    decode: Vec<DecodeCase>,
+    sentences: Vec<String>,
+    generations: Vec<GenerationCase>,
+}
+
+#[derive(Deserialize)]
+struct TokenizerCase {
+    text: String,
+    ids: Vec<u32>,
+    decoded: String,
+}
+
+#[derive(Deserialize)]
+struct DecodeCase {
+    ids: Vec<u32>,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct GenerationCase {
+    num_beams: usize,
+    max_new_tokens: Option<usize>,
+    unbatched: Vec<Vec<u32>>,
+    batched: Vec<Vec<u32>>,
+    texts: Vec<String>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian")
+}
+
+fn read_fixture(name: &str) -> Fixture {
+    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn files(dir: &Path) -> HashMap<String, PathBuf> {
+    MARIAN_FILES
+        .iter()
+        .map(|name| (name.to_string(), dir.join(name)))
+        .collect()
+}
+
+fn tokenizer(dir: &Path) -> MarianTokenizer {
+    MarianTokenizer::from_files(
+        &dir.join("source.spm"),
+        &dir.join("target.spm"),
+        &dir.join("vocab.json"),
+    )
+    .unwrap()
+}
+
+fn check_tokenizer(dir: &Path, fixture: &Fixture) {
+    let tokenizer = tokenizer(dir);
+    let mut failures = Vec::new();
+    for case in &fixture.tokenizer {
+        let ids = tokenizer.encode(&case.text).unwrap();
+        if ids != case.ids {
+            failures.push(format!(
+                "encode {:?}\n  ours {ids:?}\n  HF   {:?}",
+                case.text, case.ids
+            ));
+        }
+        let decoded = tokenizer.decode(&case.ids);
+        if decoded != case.decoded {
+            failures.push(format!(
+                "decode of {:?}: ours {decoded:?}, HF {:?}",
+                case.text, case.decoded
+            ));
+        }
+    }
+    for case in &fixture.decode {
+        let text = tokenizer.decode(&case.ids);
+        if text != case.text {
+            failures.push(format!(
+                "decode {:?}: ours {text:?}, HF {:?}",
+                case.ids, case.text
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} tokenizer mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn search_for(engine: &MarianEngine, case: &GenerationCase) -> SearchConfig {
+    let mut search = engine.search_config().clone();
+    search.num_beams = case.num_beams;
+    if let Some(new) = case.max_new_tokens {
+        search.max_length = new + 1;
+    }
+    search
+}
+
+fn check_generation(dir: &Path, fixture: &Fixture, only_beams: Option<usize>) {
+    let engine = MarianEngine::load(&files(dir), &Device::Cpu).unwrap();
+    let tokenizer = engine.tokenizer();
+    let sources: Vec<Vec<u32>> = fixture
+        .sentences
+        .iter()
+        .map(|s| tokenizer.encode(s).unwrap())
+        .collect();
+    let mut failures = Vec::new();
+    for case in &fixture.generations {
+        if only_beams.is_some_and(|b| b != case.num_beams) {
+            continue;
+        }
+        let search = search_for(&engine, case);
+        let label = format!("beams {} max_new {:?}", case.num_beams, case.max_new_tokens);
+        for (i, source) in sources.iter().enumerate() {
+            let (out, _) = engine
+                .generate_ids(std::slice::from_ref(source), &search, &mut |_| {})
+                .unwrap();
+            if out[0].tokens != case.unbatched[i] {
+                failures.push(format!(
+                    "{label}, sentence {i} alone:\n  ours {:?}\n  HF   {:?}",
+                    out[0].tokens, case.unbatched[i]
+                ));
+            } else if tokenizer.decode(&out[0].tokens) != case.texts[i] {
+                failures.push(format!("{label}, sentence {i}: text differs"));
+            }
+        }
+        let (out, _) = engine.generate_ids(&sources, &search, &mut |_| {}).unwrap();
+        for (i, hypothesis) in out.iter().enumerate() {
+            if hypothesis.tokens != case.batched[i] {
+                failures.push(format!(
+                    "{label}, sentence {i} in the batch:\n  ours {:?}\n  HF   {:?}",
+                    hypothesis.tokens, case.batched[i]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} generation mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn tiny_tokenizer_matches_marian_tokenizer() {
+    let fixture = read_fixture("tiny_outputs.json");
+    assert!(fixture.tokenizer.len() >= 30);
+    check_tokenizer(&fixtures().join("tiny"), &fixture);
+}
+
+#[test]
+fn tiny_generation_matches_generate_greedy() {
+    check_generation(
+        &fixtures().join("tiny"),
+        &read_fixture("tiny_outputs.json"),
+        Some(1),
+    );
+}
+
+#[test]
+fn tiny_generation_matches_generate_beam_4() {
+    check_generation(
+        &fixtures().join("tiny"),
+        &read_fixture("tiny_outputs.json"),
+        Some(4),
+    );
+}
+
+#[test]
+fn tiny_generation_fixture_covers_the_search_paths() {
+    // The fixture must exercise what the parity claims: sentences that end before the
+    // limit, sentences cut by it, and batches where the two mix.
+    let fixture = read_fixture("tiny_outputs.json");
+    for case in &fixture.generations {
+        let limit = case.max_new_tokens.unwrap();
+        let ended = case.unbatched.iter().filter(|t| t.len() < limit).count();
+        let cut = case.unbatched.iter().filter(|t| t.len() == limit).count();
+        if limit > 10 {
+            assert!(
+                ended >= 3 && cut >= 1,
+                "beams {}: {ended} ended, {cut} cut",
+                case.num_beams
+            );
+        }
+    }
+}
+
+fn full_model_dir() -> Option<PathBuf> {
+    match std::env::var_os("PRECIS_MARIAN_FULL") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            eprintln!(
+                "skipped: set PRECIS_MARIAN_FULL to the folder written by \
+                 `scripts/marian_fixtures.py full --model-dir DIR` to run the full-size parity"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn full_size_tokenizer_matches_marian_tokenizer() {
+    if let Some(dir) = full_model_dir() {
+        check_tokenizer(&dir, &read_fixture("full_outputs.json"));
+    }
+}
+
+#[test]
+fn full_size_generation_matches_generate() {
+    if let Some(dir) = full_model_dir() {
+        check_generation(&dir, &read_fixture("full_outputs.json"), None);
+    }
+}
