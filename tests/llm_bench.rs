@@ -5,8 +5,8 @@
 //!     cargo test --release --test llm_bench -- --ignored --nocapture
 //! ```
 //!
-//! Prints prompt and generation speed, the thread count candle uses, and the CPU time spent
-//! per second of generation (2.0 means two busy cores).
+//! Prints prompt and generation speed, the thread count candle uses, and which threads were
+//! busy while generating (CPU seconds per second of wall time, per thread).
 
 mod llm_common;
 
@@ -16,23 +16,22 @@ use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-/// CPU time (user + system) of this process so far, in seconds, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
+/// CPU seconds (user + system) used so far by each thread of this process, from
+/// `/proc/self/task/*/stat` (fields 14 and 15, in USER_HZ = 100 ticks per second).
+fn cpu_by_thread() -> std::collections::HashMap<String, f64> {
+    std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
-fn os_threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+        .filter_map(|task| {
+            let task = task.ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            let ticks = fields[11].parse::<f64>().ok()? + fields[12].parse::<f64>().ok()?;
+            Some((
+                task.file_name().to_string_lossy().into_owned(),
+                ticks / 100.0,
+            ))
+        })
+        .collect()
 }
 
 #[test]
@@ -67,19 +66,25 @@ fn translate_demo_article() {
         max_new_tokens: 200,
         ..GenerateOptions::default()
     };
-    let mut cpu_at_first_token = None;
-    let mut max_threads = 0;
+    let mut at_first_token = None;
     let out = engine
         .generate(&messages, &opts, |ev| {
             if ev.index == 0 {
-                cpu_at_first_token = Some((cpu_seconds(), Instant::now()));
+                at_first_token = Some((cpu_by_thread(), Instant::now()));
             }
-            max_threads = max_threads.max(os_threads());
             ControlFlow::Continue(())
         })
         .unwrap();
-    let (cpu0, t0) = cpu_at_first_token.unwrap();
-    let cpu_per_s = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    let (before, t0) = at_first_token.unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let after = cpu_by_thread();
+    // Share of the generation's wall time each thread spent on a CPU, busiest first.
+    let mut busy: Vec<f64> = after
+        .iter()
+        .map(|(tid, cpu)| (cpu - before.get(tid).unwrap_or(&0.0)) / wall)
+        .filter(|share| *share > 0.05)
+        .collect();
+    busy.sort_by(|a, b| b.total_cmp(a));
 
     let s = &out.stats;
     eprintln!("load: {load:.2?}");
@@ -97,9 +102,13 @@ fn translate_demo_article() {
         out.stop
     );
     eprintln!(
-        "threads: candle uses {}; OS threads in the process: {max_threads}; \
-         CPU seconds per second while generating: {cpu_per_s:.2}",
-        engines::cpu_threads()
+        "threads: candle uses {}; {} of the process's {} threads were busy while generating, \
+         CPU seconds per second: {:.2?} (total {:.2})",
+        engines::cpu_threads(),
+        busy.len(),
+        after.len(),
+        busy,
+        busy.iter().sum::<f64>()
     );
     eprintln!("{}", out.text);
 }

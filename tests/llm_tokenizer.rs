@@ -118,3 +118,35 @@ fn qwen_article_cannot_forge_turns() {
         .iter()
         .all(|&id| tok.kind(id) == Some(TokenKind::Normal)));
 }
+
+/// Where candle's `TokenizerFromGguf` departs from llama.cpp: no NFC normalisation, `UNUSED`
+/// tokens never matched, user-defined tokens matched in plain text. Ids from llama-cpp-python
+/// 0.3.36 (`Llama.tokenize(text, add_bos=False, special=False)` on the 0.5B GGUF).
+#[test]
+fn qwen_plain_text_edge_cases_match_llama_cpp() {
+    let Some(path) = llm_common::qwen05() else {
+        return;
+    };
+    let (tok, _) = real(&path);
+    let cases: [(&str, &[u32]); 4] = [
+        (
+            "e\u{301}te\u{301} de\u{301}compose\u{301}",
+            &[68, 53839, 665, 53839, 409, 53839, 52706, 53839],
+        ),
+        (
+            "[PAD151665] <tool_call> x</tool_call>",
+            &[
+                42347, 1808, 16, 20, 16, 21, 21, 20, 60, 220, 151657, 856, 151658,
+            ],
+        ),
+        (
+            "\u{feff}BOM et\u{a0}NBSP\u{202f}!",
+            &[3225, 33, 1898, 1842, 4102, 33342, 4592, 378, 107, 0],
+        ),
+        ("ﬁn ½ Ⅳ", &[144300, 77, 220, 26062, 220, 70467, 96]),
+    ];
+    for (text, ids) in cases {
+        assert_eq!(tok.encode_text(text).unwrap(), ids, "{text:?}");
+        assert_eq!(tok.decode(ids, false), text);
+    }
+}
