@@ -329,7 +329,7 @@ def main():
                        dims=dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
                                  decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048),
                        vocab_size_target=59514, source_vocab=8000, target_vocab=8000,
-                       normalization_target="nmt_nfkc", seed=2, eos_bias=4.0, source_drop=40)
+                       normalization_target="nmt_nfkc", seed=2, eos_bias=12.5, source_drop=40)
         record(args.model_dir, FIXTURES / "full_outputs.json", max_new_tokens_cases=[40, 6])
 
 

@@ -273,7 +273,7 @@ fn auto_falls_back_to_the_llm_after_one_failed_hub_attempt() {
     ]);
     assert!(started.elapsed() < Duration::from_secs(20));
     run.expect_code(NETWORK)
-        .expect_stderr("is not cached and cannot be fetched: cannot fetch model tiny-marian: the hub is unreachable");
+        .expect_stderr("tiny-marian is not cached and cannot be fetched: the hub is unreachable");
 
     // Offline: no attempt at all.
     let before = fx.hub.total_requests();

@@ -92,7 +92,9 @@ fn auto(context: &Context, args: &ArticleArgs) -> anyhow::Result<Chosen> {
         }
         Err(error) => {
             let message = format!("{error:#}");
-            let reason = first_sentence(&message);
+            // The store's message repeats the model's name; the notice already says it.
+            let prefix = format!("cannot fetch model {id}: ");
+            let reason = first_sentence(message.strip_prefix(&prefix).unwrap_or(&message));
             if cached {
                 fall_back(format!("{id} cannot be used: {reason}"))
             } else {

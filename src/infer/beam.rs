@@ -62,7 +62,8 @@ pub struct Hypothesis {
     /// Sum of log-probabilities over `len ^ length_penalty` (beam search); the sum of the
     /// chosen tokens' log-probabilities for greedy decoding is not computed (0).
     pub score: f32,
-    /// False when the length limit ended the hypothesis.
+    /// True when the model chose to end: false when the length limit ended the hypothesis,
+    /// including by forcing the end token at the last position (`forced_eos_token_id`).
     pub ended: bool,
 }
 
@@ -115,6 +116,11 @@ fn process(scores: &mut [f32], cur_len: usize, config: &SearchConfig) {
     }
 }
 
+/// Whether the end token is forced at this step (so a hypothesis ending here was cut).
+fn is_forced_step(cur_len: usize, config: &SearchConfig) -> bool {
+    config.forced_eos_token_id.is_some() && cur_len == config.max_length - 1
+}
+
 /// First index of the maximum, as `torch.argmax`.
 fn argmax(scores: &[f32]) -> usize {
     let mut best = 0;
@@ -158,7 +164,7 @@ fn greedy(
             let out = &mut outputs[source];
             out.tokens.push(token);
             if token == config.eos_token_id {
-                out.ended = true;
+                out.ended = !is_forced_step(cur_len, config);
             } else {
                 keep.push(row as u32);
                 next_last.push(token);
@@ -302,7 +308,7 @@ fn beam_search(
                         tokens.push(token);
                         newly_finished.push(Hypothesis {
                             score: normalise(score, cur_len, config.length_penalty),
-                            ended: token == config.eos_token_id,
+                            ended: token == config.eos_token_id && !is_forced_step(cur_len, config),
                             tokens,
                         });
                     }
@@ -472,6 +478,7 @@ mod tests {
         };
         let (out, _) = generate(&mut d, 1, &config(1, 4), &mut |_| {}).unwrap();
         assert_eq!(out[0].tokens, [5, 5, 0]);
+        assert!(!out[0].ended, "a forced end token is a cut, not an end");
         let mut cfg = config(1, 4);
         cfg.forced_eos_token_id = None;
         let mut d = Scripted {

@@ -261,7 +261,9 @@ pub struct MarianModel {
     positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
-    /// (target_vocab, d_model), transposed once for the output projection.
+    /// The output projection, (d_model, target_vocab): the (tied) output embedding transposed
+    /// into its own contiguous copy, which the matrix product reads faster than a transposed
+    /// view (120 MB for opus-mt).
     lm_head_t: Tensor,
     final_logits_bias: Tensor,
     embed_scale: f64,
@@ -271,6 +273,15 @@ pub struct MarianModel {
 impl MarianModel {
     /// Builds the model from `MarianMTModel` weights (names as `save_pretrained` writes them).
     pub fn load(config: &MarianConfig, vb: VarBuilder) -> Result<Self, InferError> {
+        let mut model = Self::load_weights(config, vb)?;
+        // Made once the weights file is unmapped (the var builder is gone), so that the mapped
+        // file and this copy never count together in peak memory.
+        model.lm_head_t = model.lm_head_t.t()?.contiguous()?;
+        Ok(model)
+    }
+
+    /// The model with `lm_head_t` still holding the untransposed output embedding.
+    fn load_weights(config: &MarianConfig, vb: VarBuilder) -> Result<Self, InferError> {
         config.check()?;
         let d = config.d_model;
         let model = vb.pp("model");
@@ -333,7 +344,7 @@ impl MarianModel {
             decoder_embed,
             encoder_layers,
             decoder_layers,
-            lm_head_t: lm_head.t()?.contiguous()?,
+            lm_head_t: lm_head,
             final_logits_bias,
             embed_scale: if config.scale_embedding {
                 (d as f64).sqrt()
