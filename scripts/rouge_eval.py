@@ -14,9 +14,8 @@ Two steps, because the abstractive summaries take about a minute per article on 
 
 Scoring uses Google's `rouge-score` package (pip install rouge-score), ROUGE-1/2/L F1 with the
 Porter stemmer, and ROUGE-Lsum over newline-separated sentences as in the CNN/DM literature.
-LEAD-3 takes the first three sentences of the article as precis segments them (the same
-splitter the extractive summary uses), so the baseline and ours differ only in the choice of
-sentences.
+LEAD-3 takes the first three sentences of the article, cut by a plain regular expression (end
+of sentence, then a capital, digit or quotation mark).
 """
 
 import argparse
@@ -111,9 +110,8 @@ def generate(args):
                 )
             else:
                 row.update(
-                    method=summary.get("extractive_method"),
+                    similarity=summary.get("similarity"),
                     sentences=[s["text"] for s in summary["extractive"]],
-                    lead=[s["text"] for s in summary.get("lead", [])],
                 )
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
@@ -121,7 +119,7 @@ def generate(args):
 
 
 def score(args):
-    from rouge_score import rouge_scorer, scoring
+    from rouge_score import rouge_scorer
 
     articles = {a["id"]: a for a in load_articles(args.data, 0)}
     extractive = load_done(args.extractive)
@@ -135,7 +133,7 @@ def score(args):
         sys.exit("no article is present in every input file")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     systems = {
-        "LEAD-3": lambda i: extractive[i]["lead"],
+        "LEAD-3": lambda i: split_sentences(articles[i]["article"])[:3],
         f"precis extractive ({args.sentences} sentences)": lambda i: extractive[i]["sentences"],
     }
     if args.abstractive:
@@ -143,13 +141,14 @@ def score(args):
         systems[f"precis abstractive ({model})"] = lambda i: [abstractive[i]["text"]]
     rows = []
     for name, pick in systems.items():
-        aggregator = scoring.BootstrapAggregator()
+        totals = {}
         for i in ids:
             reference = "\n".join(split_reference(articles[i]["reference"]))
-            aggregator.add_scores(scorer.score(reference, "\n".join(s.strip() for s in pick(i))))
-        result = aggregator.aggregate()
-        rows.append((name, {k: v.mid.fmeasure * 100 for k, v in result.items()}))
-    print(f"{len(ids)} articles of {os.path.basename(args.data)}; ROUGE F1 (rouge-score, stemmed)\n")
+            scores = scorer.score(reference, "\n".join(s.strip() for s in pick(i)))
+            for k, v in scores.items():
+                totals[k] = totals.get(k, 0.0) + v.fmeasure
+        rows.append((name, {k: 100 * v / len(ids) for k, v in totals.items()}))
+    print(f"{len(ids)} articles of {os.path.basename(args.data)}; mean ROUGE F1 (rouge-score, stemmed)\n")
     print("| system | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |")
     print("|---|---|---|---|---|")
     for name, s in rows:
@@ -161,6 +160,11 @@ def score(args):
         if supported:
             print(f"; {sum(supported)}/{len(supported)} sentences supported by the article", end="")
         print()
+
+
+def split_sentences(text):
+    # A plain splitter for LEAD-3: ends of sentences followed by a capital, a digit or a quote.
+    return [s for s in re.split(r"(?<=[.!?'\"’”])\s+(?=[A-Z0-9‘“\"'])", text.strip()) if s]
 
 
 def split_reference(text):
