@@ -155,11 +155,35 @@ def score(args):
         print(f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['rougeLsum']:.2f} |")
     if args.abstractive:
         times = [abstractive[i]["seconds"] for i in ids]
+        stops = [abstractive[i].get("stop") for i in ids]
+        print(f"\nabstractive: median {statistics.median(times):.0f} s per article; "
+              f"{sum(s != 'end' for s in stops)} of {len(ids)} stopped before the end token")
         supported = [s["supported"] for i in ids for s in abstractive[i].get("sentences", [])]
-        print(f"\nabstractive: median {statistics.median(times):.0f} s per article", end="")
+        if not supported and args.support_model:
+            supported = support_offline(args.support_model, [(articles[i]["article"], abstractive[i]["text"]) for i in ids])
         if supported:
-            print(f"; {sum(supported)}/{len(supported)} sentences supported by the article", end="")
-        print()
+            print(f"provenance: {sum(supported)} of {len(supported)} abstractive sentences supported "
+                  f"(best cosine with an article sentence >= {SUPPORT_THRESHOLD})")
+
+
+# src/assemble/summary.rs SUPPORT_THRESHOLD_EMBEDDING
+SUPPORT_THRESHOLD = 0.49
+
+
+def support_offline(model_dir, pairs):
+    """Provenance of summaries made by a precis that predates it: the same model and threshold,
+    in sentence-transformers (the vectors match precis's, tests/embed_parity.rs)."""
+    from sentence_transformers import SentenceTransformer, models
+    transformer = models.Transformer(model_dir, max_seq_length=256)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    out = []
+    for article, summary in pairs:
+        a = model.encode([s for s in split_sentences(article) if len(s.split()) >= 4] or [article])
+        for sentence in split_sentences(summary):
+            v = model.encode([sentence])[0]
+            out.append(bool((a @ v).max() >= SUPPORT_THRESHOLD))
+    return out
 
 
 def split_sentences(text):
@@ -188,6 +212,8 @@ def main():
     s = sub.add_parser("score")
     s.add_argument("--extractive", required=True)
     s.add_argument("--abstractive")
+    s.add_argument("--support-model", help="all-MiniLM-L6-v2 folder, to measure the provenance of "
+                   "abstractive summaries recorded without it (needs sentence-transformers)")
     args = parser.parse_args()
     generate(args) if args.command == "generate" else score(args)
 
