@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use precis::{
-    assemble::{input::decode_text, Article},
+    assemble::{fidelity::Finding, input::decode_text, Article},
     engines::{
         self,
         embedder::EmbedderFiles,
@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use super::{CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
-use precis::assemble::fidelity::Finding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
