@@ -14,9 +14,8 @@ Two steps, because the abstractive summaries take about a minute per article on 
 
 Scoring uses Google's `rouge-score` package (pip install rouge-score), ROUGE-1/2/L F1 with the
 Porter stemmer, and ROUGE-Lsum over newline-separated sentences as in the CNN/DM literature.
-LEAD-3 takes the first three sentences of the article as precis segments them (the same
-splitter the extractive summary uses), so the baseline and ours differ only in the choice of
-sentences.
+LEAD-3 takes the first three sentences of the article, cut by a plain regular expression (end
+of sentence, then a capital, digit or quotation mark).
 """
 
 import argparse
@@ -111,9 +110,8 @@ def generate(args):
                 )
             else:
                 row.update(
-                    method=summary.get("extractive_method"),
+                    similarity=summary.get("similarity"),
                     sentences=[s["text"] for s in summary["extractive"]],
-                    lead=[s["text"] for s in summary.get("lead", [])],
                 )
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
@@ -121,7 +119,7 @@ def generate(args):
 
 
 def score(args):
-    from rouge_score import rouge_scorer, scoring
+    from rouge_score import rouge_scorer
 
     articles = {a["id"]: a for a in load_articles(args.data, 0)}
     extractive = load_done(args.extractive)
@@ -135,7 +133,7 @@ def score(args):
         sys.exit("no article is present in every input file")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     systems = {
-        "LEAD-3": lambda i: extractive[i]["lead"],
+        "LEAD-3": lambda i: split_sentences(articles[i]["article"])[:3],
         f"precis extractive ({args.sentences} sentences)": lambda i: extractive[i]["sentences"],
     }
     if args.abstractive:
@@ -143,24 +141,54 @@ def score(args):
         systems[f"precis abstractive ({model})"] = lambda i: [abstractive[i]["text"]]
     rows = []
     for name, pick in systems.items():
-        aggregator = scoring.BootstrapAggregator()
+        totals = {}
         for i in ids:
             reference = "\n".join(split_reference(articles[i]["reference"]))
-            aggregator.add_scores(scorer.score(reference, "\n".join(s.strip() for s in pick(i))))
-        result = aggregator.aggregate()
-        rows.append((name, {k: v.mid.fmeasure * 100 for k, v in result.items()}))
-    print(f"{len(ids)} articles of {os.path.basename(args.data)}; ROUGE F1 (rouge-score, stemmed)\n")
+            scores = scorer.score(reference, "\n".join(s.strip() for s in pick(i)))
+            for k, v in scores.items():
+                totals[k] = totals.get(k, 0.0) + v.fmeasure
+        rows.append((name, {k: 100 * v / len(ids) for k, v in totals.items()}))
+    print(f"{len(ids)} articles of {os.path.basename(args.data)}; mean ROUGE F1 (rouge-score, stemmed)\n")
     print("| system | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |")
     print("|---|---|---|---|---|")
     for name, s in rows:
         print(f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['rougeLsum']:.2f} |")
     if args.abstractive:
         times = [abstractive[i]["seconds"] for i in ids]
+        stops = [abstractive[i].get("stop") for i in ids]
+        print(f"\nabstractive: median {statistics.median(times):.0f} s per article; "
+              f"{sum(s != 'end' for s in stops)} of {len(ids)} stopped before the end token")
         supported = [s["supported"] for i in ids for s in abstractive[i].get("sentences", [])]
-        print(f"\nabstractive: median {statistics.median(times):.0f} s per article", end="")
+        if not supported and args.support_model:
+            supported = support_offline(args.support_model, [(articles[i]["article"], abstractive[i]["text"]) for i in ids])
         if supported:
-            print(f"; {sum(supported)}/{len(supported)} sentences supported by the article", end="")
-        print()
+            print(f"provenance: {sum(supported)} of {len(supported)} abstractive sentences supported "
+                  f"(best cosine with an article sentence >= {SUPPORT_THRESHOLD})")
+
+
+# src/assemble/summary.rs SUPPORT_THRESHOLD_EMBEDDING
+SUPPORT_THRESHOLD = 0.49
+
+
+def support_offline(model_dir, pairs):
+    """Provenance of summaries made by a precis that predates it: the same model and threshold,
+    in sentence-transformers (the vectors match precis's, tests/embed_parity.rs)."""
+    from sentence_transformers import SentenceTransformer, models
+    transformer = models.Transformer(model_dir, max_seq_length=256)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    out = []
+    for article, summary in pairs:
+        a = model.encode([s for s in split_sentences(article) if len(s.split()) >= 4] or [article])
+        for sentence in split_sentences(summary):
+            v = model.encode([sentence])[0]
+            out.append(bool((a @ v).max() >= SUPPORT_THRESHOLD))
+    return out
+
+
+def split_sentences(text):
+    # A plain splitter for LEAD-3: ends of sentences followed by a capital, a digit or a quote.
+    return [s for s in re.split(r"(?<=[.!?'\"’”])\s+(?=[A-Z0-9‘“\"'])", text.strip()) if s]
 
 
 def split_reference(text):
@@ -184,6 +212,8 @@ def main():
     s = sub.add_parser("score")
     s.add_argument("--extractive", required=True)
     s.add_argument("--abstractive")
+    s.add_argument("--support-model", help="all-MiniLM-L6-v2 folder, to measure the provenance of "
+                   "abstractive summaries recorded without it (needs sentence-transformers)")
     args = parser.parse_args()
     generate(args) if args.command == "generate" else score(args)
 

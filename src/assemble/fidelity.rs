@@ -1283,7 +1283,21 @@ mod tests {
                 "1 000 personnes, 3,5 %, 2,5 millions et 14h30, le 1er.",
                 Lang::French
             ),
-            [vec![1000.0], vec![3.5], vec![2.5, 2.5e6]]
+            [
+                vec![1000.0],
+                vec![3.5],
+                vec![2.5, 2.5e6],
+                vec![14.0],
+                vec![30.0]
+            ]
+        );
+        assert_eq!(
+            values("À 11 h et à 11h00.", Lang::French),
+            [vec![11.0], vec![11.0]]
+        );
+        assert_eq!(
+            values("At 11:00 and 2:30 p.m.", Lang::English),
+            [vec![11.0], vec![2.0, 14.0], vec![30.0]]
         );
         assert_eq!(
             values("1,000 people, 3.5%, 2.5 million, G7.", Lang::English),

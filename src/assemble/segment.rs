@@ -3,9 +3,11 @@
 //! Sentences are returned as contiguous byte ranges that cover the whole paragraph (trailing
 //! whitespace belongs to the sentence before it), so joining them gives the paragraph back.
 //!
-//! No maintained Rust crate handled French news well enough to adopt: `punkt` needs trained
-//! parameters per language and predates « guillemets »; `sentencex` splits inside quotations and
-//! after « M. ». The rules here are few and each has a test.
+//! The maintained candidate, `sentencex` 0.1.33 (Wikimedia), was run on this module's test
+//! cases: it keeps quotations whole and gets the English cases right, but in French it splits
+//! "M. | Peskov a parlé", "Le 1er janv. | 2024" and "le 7 oct. | dernier", which would cut the
+//! names and dates of nearly every French news article. The rules here are few and each has a
+//! test.
 
 use std::ops::Range;
 

@@ -64,8 +64,11 @@ pub struct RankOptions {
     /// LexRank's damping factor (PageRank's usual value).
     pub damping: f32,
     /// Share of the relevance that comes from position rather than centrality. News puts the
-    /// essentials first (LEAD-3 is a hard baseline on news), but a pure lead ranking would
-    /// ignore what the article keeps coming back to; a light prior breaks ties towards the top.
+    /// essentials first: on CNN/DailyMail articles 101-250 (scripts/tune_extractive.py; the
+    /// ROUGE test set is articles 1-100) centrality alone scores ROUGE-1 33.0 against LEAD-3's
+    /// 41.8, 0.35 gives 40.1, 0.5 gives 41.1 and 0.65 gives 41.9; above that it only copies
+    /// LEAD-3. At 0.65 a sentence the article keeps coming back to can still displace the
+    /// third or fourth sentence of the lead.
     pub lead_weight: f32,
     /// MMR's balance between relevance (1.0) and novelty (0.0).
     pub mmr_lambda: f32,
@@ -75,7 +78,7 @@ impl Default for RankOptions {
     fn default() -> Self {
         Self {
             damping: 0.85,
-            lead_weight: 0.35,
+            lead_weight: 0.65,
             mmr_lambda: 0.7,
         }
     }

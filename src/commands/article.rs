@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use precis::{
-    assemble::{input::decode_text, Article},
+    assemble::{fidelity::Finding, input::decode_text, Article},
     engines::{
         self,
         embedder::EmbedderFiles,
@@ -26,7 +26,6 @@ use serde::Serialize;
 use super::translator::{self, Chosen};
 use super::{CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
-use precis::assemble::fidelity::Finding;
 
 /// Sentences per Marian batch: a paragraph's sentences usually fit in one.
 const MARIAN_BATCH: usize = 16;
