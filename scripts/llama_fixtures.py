@@ -4,8 +4,8 @@
 Usage (from the repository root, with the venv from scripts/requirements-llama.txt):
 
     /work/venv-llama/bin/python scripts/llama_fixtures.py \
-        --model-05 /tmp/gguf/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
-        --model-15 /tmp/gguf/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
+        --model-05 "$(precis models path qwen2.5-coder-0.5b-instruct)" \
+        --model-15 "$(precis models path qwen2.5-coder-1.5b-instruct)" \
         --out tests/fixtures/llm
 
 Writes three JSON files into --out:

@@ -6,7 +6,7 @@ Reference runner for speed/quality comparisons with precis on the same prompts.
 Usage:
 
     /work/venv-llama/bin/python scripts/llama_run.py \
-        --model /tmp/gguf/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
+        --model "$(precis models path qwen2.5-coder-0.5b-instruct)" \
         --requests requests.json [--threads 2] [--max-tokens N] [--n-ctx 4096] \
         [--warmup] [--no-mmap] [--pretty]
 
