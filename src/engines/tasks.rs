@@ -76,10 +76,10 @@ exactly as precisely as the source gives them (for example, « début mai » is 
 const SUMMARY_SYSTEM: &str = "You summarise news articles faithfully.";
 
 /// After the article, where a small model attends to it best.
-const SUMMARY_INSTRUCTION: &str = "Write a summary of the article above: one paragraph of 3 to \
-5 sentences in English, covering its main facts in order of importance. State only facts the \
-article gives; do not add dates, numbers, names, causes or opinions. Reply with the paragraph \
-only.";
+const SUMMARY_INSTRUCTION: &str = "Summarise the article above in one short paragraph of 3 to \
+5 sentences (at most 100 words) in English. Use your own words: do not copy the article's \
+sentences. Keep to the facts the article gives; add no dates, numbers, names, causes or \
+opinions. Reply with the paragraph only.";
 
 pub fn translation_messages(french: &str) -> Vec<ChatMessage> {
     vec![
