@@ -242,7 +242,7 @@ def make_model(out_dir, *, dims, vocab_size_target, source_vocab, target_vocab, 
     return out_dir
 
 
-def record(model_dir, out_json, *, max_new_tokens_cases):
+def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
     tok = MarianTokenizer.from_pretrained(model_dir)
     model = MarianMTModel.from_pretrained(model_dir).eval()
     torch.set_num_threads(2)
@@ -261,30 +261,31 @@ def record(model_dir, out_json, *, max_new_tokens_cases):
 
     sentences = generation_sentences()
     generations = []
-    for beams in (1, 4):
-        for max_new in max_new_tokens_cases:
-            kwargs = {"num_beams": beams}
-            if max_new is not None:
-                kwargs["max_new_tokens"] = max_new
-            single = []
-            for s in sentences:
-                enc = tok([s], return_tensors="pt")
-                with torch.no_grad():
-                    out = model.generate(**enc, **kwargs)
-                single.append(strip(out[0].tolist(), tok.pad_token_id))
-            enc = tok(sentences, return_tensors="pt", padding=True)
+    cases = [{"num_beams": beams, "max_new_tokens": max_new}
+             for beams in (1, 4) for max_new in max_new_tokens_cases]
+    cases += extra_cases
+    for kwargs in cases:
+        beams, max_new = kwargs["num_beams"], kwargs.get("max_new_tokens")
+        single = []
+        for s in sentences:
+            enc = tok([s], return_tensors="pt")
             with torch.no_grad():
                 out = model.generate(**enc, **kwargs)
-            batched = [strip(row, tok.pad_token_id) for row in out.tolist()]
-            generations.append({
-                "num_beams": beams,
-                "max_new_tokens": max_new,
-                "unbatched": single,
-                "batched": batched,
-                "texts": [tok.decode(ids, skip_special_tokens=True) for ids in single],
-            })
-            lengths = sorted(len(x) for x in single)
-            print(f"beams={beams} max_new={max_new}: lengths {lengths}", file=sys.stderr)
+            single.append(strip(out[0].tolist(), tok.pad_token_id))
+        enc = tok(sentences, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**enc, **kwargs)
+        batched = [strip(row, tok.pad_token_id) for row in out.tolist()]
+        generations.append({
+            "num_beams": beams,
+            "max_new_tokens": max_new,
+            "kwargs": kwargs,
+            "unbatched": single,
+            "batched": batched,
+            "texts": [tok.decode(ids, skip_special_tokens=True) for ids in single],
+        })
+        lengths = sorted(len(x) for x in single)
+        print(f"{kwargs}: lengths {lengths}", file=sys.stderr)
 
     fixture = {
         "generated_by": "scripts/marian_fixtures.py",
@@ -323,7 +324,16 @@ def main():
                        vocab_size_target=None, source_vocab=1000, target_vocab=800,
                        normalization_target="identity", seed=1, eos_bias=0.0, source_drop=12,
                        train_steps=400)
-        record(model_dir, FIXTURES / "tiny_outputs.json", max_new_tokens_cases=[40, 6])
+        # The other settings HF's beam search has, which opus-mt does not use but a user may.
+        extra = [
+            {"num_beams": 4, "max_new_tokens": 40, "length_penalty": 2.0, "early_stopping": True},
+            {"num_beams": 4, "max_new_tokens": 40, "length_penalty": 0.5, "early_stopping": "never"},
+            {"num_beams": 3, "max_new_tokens": 40, "length_penalty": -1.0},
+            {"num_beams": 4, "max_new_tokens": 30, "min_new_tokens": 12},
+            {"num_beams": 1, "max_new_tokens": 30, "min_new_tokens": 12},
+        ]
+        record(model_dir, FIXTURES / "tiny_outputs.json", max_new_tokens_cases=[40, 6],
+               extra_cases=extra)
     else:
         if not args.model_dir:
             parser.error("full needs --model-dir (about 300 MB)")
