@@ -73,7 +73,7 @@ fn decode_utf16(
     let invalid = || InputError::InvalidUtf16 {
         source_name: source_name.to_string(),
     };
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let units: Vec<u16> = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();

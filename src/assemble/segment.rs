@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn empty_and_whitespace() {
-        assert_eq!(sentence_spans(""), [0..0]);
+        assert_eq!(sentence_spans(""), vec![0..0]);
         assert_eq!(split("   "), [""]);
     }
 }
