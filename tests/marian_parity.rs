@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
-use precis::infer::beam::SearchConfig;
+use precis::infer::beam::{EarlyStopping, SearchConfig};
 use precis::tokenize::MarianTokenizer;
 use serde::Deserialize;
 
@@ -42,6 +42,9 @@ struct DecodeCase {
 struct GenerationCase {
     num_beams: usize,
     max_new_tokens: Option<usize>,
+    /// Everything passed to `generate` (beams and lengths included).
+    #[serde(default)]
+    kwargs: serde_json::Value,
     unbatched: Vec<Vec<u32>>,
     batched: Vec<Vec<u32>>,
     texts: Vec<String>,
@@ -114,10 +117,36 @@ fn search_for(engine: &MarianEngine, case: &GenerationCase) -> SearchConfig {
     if let Some(new) = case.max_new_tokens {
         search.max_length = new + 1;
     }
+    let kwargs = &case.kwargs;
+    if let Some(lp) = kwargs["length_penalty"].as_f64() {
+        search.length_penalty = lp as f32;
+    }
+    search.early_stopping = match &kwargs["early_stopping"] {
+        serde_json::Value::Bool(true) => EarlyStopping::WhenFull,
+        serde_json::Value::String(s) if s == "never" => EarlyStopping::Never,
+        _ => EarlyStopping::Heuristic,
+    };
+    if let Some(min_new) = kwargs["min_new_tokens"].as_u64() {
+        search.min_length = min_new as usize + 1;
+    }
+    for key in kwargs.as_object().into_iter().flat_map(|o| o.keys()) {
+        assert!(
+            [
+                "num_beams",
+                "max_new_tokens",
+                "length_penalty",
+                "early_stopping",
+                "min_new_tokens"
+            ]
+            .contains(&key.as_str()),
+            "the test does not apply generate's {key}"
+        );
+    }
     search
 }
 
-fn check_generation(dir: &Path, fixture: &Fixture, only_beams: Option<usize>) {
+/// `greedy`: only the greedy cases (`Some(true)`), only the beam cases, or all.
+fn check_generation(dir: &Path, fixture: &Fixture, greedy: Option<bool>) {
     let engine = MarianEngine::load(&files(dir), &Device::Cpu).unwrap();
     let tokenizer = engine.tokenizer();
     let sources: Vec<Vec<u32>> = fixture
@@ -127,11 +156,11 @@ fn check_generation(dir: &Path, fixture: &Fixture, only_beams: Option<usize>) {
         .collect();
     let mut failures = Vec::new();
     for case in &fixture.generations {
-        if only_beams.is_some_and(|b| b != case.num_beams) {
+        if greedy.is_some_and(|g| g != (case.num_beams == 1)) {
             continue;
         }
         let search = search_for(&engine, case);
-        let label = format!("beams {} max_new {:?}", case.num_beams, case.max_new_tokens);
+        let label = format!("generate({})", case.kwargs);
         for (i, source) in sources.iter().enumerate() {
             let (out, _) = engine
                 .generate_ids(std::slice::from_ref(source), &search, &mut |_| {})
@@ -175,16 +204,18 @@ fn tiny_generation_matches_generate_greedy() {
     check_generation(
         &fixtures().join("tiny"),
         &read_fixture("tiny_outputs.json"),
-        Some(1),
+        Some(true),
     );
 }
 
+/// Beam 4 as opus-mt runs it, and the settings it does not use (length penalties above and
+/// below 1, early_stopping true and "never", 3 beams, a minimum length).
 #[test]
-fn tiny_generation_matches_generate_beam_4() {
+fn tiny_generation_matches_generate_beam_search() {
     check_generation(
         &fixtures().join("tiny"),
         &read_fixture("tiny_outputs.json"),
-        Some(4),
+        Some(false),
     );
 }
 
@@ -193,6 +224,10 @@ fn tiny_generation_fixture_covers_the_search_paths() {
     // The fixture must exercise what the parity claims: sentences that end before the
     // limit, sentences cut by it, and batches where the two mix.
     let fixture = read_fixture("tiny_outputs.json");
+    assert!(
+        fixture.generations.len() >= 9,
+        "the extra search settings are missing"
+    );
     for case in &fixture.generations {
         let limit = case.max_new_tokens.unwrap();
         let ended = case.unbatched.iter().filter(|t| t.len() < limit).count();
