@@ -28,6 +28,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::fake_hub::{etag, git_blob_sha1, resolve_path, sha256_hex, FakeHub, Fault};
+use support::precis::tree;
 
 const REPO: &str = "org/name";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -82,33 +83,6 @@ fn api(hub: &FakeHub, cache: &Path) -> Api {
 
 fn repo_dir(cache: &Path) -> PathBuf {
     cache.join("models--org--name")
-}
-
-/// Every entry under `dir` as "relative/path size" (directories end in '/', symlinks
-/// show their target), sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_symlink() {
-                let target = std::fs::read_link(&path).unwrap();
-                out.push(format!("{rel} -> {}", target.display()));
-            } else if meta.is_dir() {
-                out.push(format!("{rel}/"));
-                walk(root, &path, out);
-            } else {
-                out.push(format!("{rel} {}", meta.len()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out);
-    }
-    out.sort();
-    out
 }
 
 fn ranges(hub: &FakeHub, path: &str) -> Vec<Option<String>> {
