@@ -5,11 +5,11 @@ Two steps, because the abstractive summaries take about a minute per article on 
 
   # 1. run precis on the articles; resumable (articles already in OUT are skipped), so it can
   #    be stopped and started again, and scored while it is still running
-  scripts/rouge_eval.py generate --kind abstractive --limit 100 --out eval/cnndm-abstractive.jsonl
-  scripts/rouge_eval.py generate --kind extractive --limit 100 --out eval/cnndm-extractive.jsonl
+  scripts/rouge_eval.py --limit 100 generate --kind abstractive --out eval/cnndm-abstractive.jsonl
+  scripts/rouge_eval.py --limit 100 generate --kind extractive --out eval/cnndm-extractive.jsonl
 
   # 2. score what finished, with LEAD-3 as the baseline, on the articles present in every file
-  scripts/rouge_eval.py score --extractive eval/cnndm-extractive.jsonl \
+  scripts/rouge_eval.py --limit 100 score --extractive eval/cnndm-extractive.jsonl \
       --abstractive eval/cnndm-abstractive.jsonl
 
 Scoring uses Google's `rouge-score` package (pip install rouge-score), ROUGE-1/2/L F1 with the
