@@ -28,7 +28,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::fake_hub::{etag, git_blob_sha1, resolve_path, sha256_hex, FakeHub, Fault};
-use support::precis::tree;
+use support::precis::{pseudo_random, tree};
 
 const REPO: &str = "org/name";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -46,15 +46,7 @@ fn config() -> Vec<u8> {
 
 /// Deterministic pseudo-random bytes (xorshift64*).
 fn weights() -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..WEIGHTS_LEN)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
+    pseudo_random(WEIGHTS_LEN, 0)
 }
 
 /// A hub with `org/name` at `main` (config.json + 3 MB model.safetensors).
