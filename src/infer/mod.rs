@@ -2,6 +2,7 @@
 
 pub mod beam;
 pub mod decode;
+pub mod kquant;
 pub mod marian;
 pub mod qwen2;
 

@@ -13,12 +13,15 @@
 //! them closer: the model amplifies any rounding difference to that level (llama.cpp's own
 //! logits move by up to 0.3 when only its KV cache changes from f16 to f32).
 
+use super::kquant::{self, KQuant, KQuantMatrix};
 use super::{CausalLm, InferError};
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
+use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 /// Prompts are run in chunks of this many tokens so that the attention scores
 /// (heads × chunk × context floats) stay small however long the prompt is.
@@ -177,6 +180,64 @@ impl TokenEmbedding {
     }
 }
 
+/// A quantised weight matrix. A decoding step (one input row) goes through our k-quant kernels
+/// where the format has one (see `kquant` for why); prompts and other formats through candle.
+struct QLinear {
+    matmul: QMatMul,
+    /// The weights, when `kquant` has a kernel for their format.
+    kquant: Option<(KQuant, Arc<QTensor>)>,
+}
+
+impl QLinear {
+    fn new(tensor: QTensor) -> candle_core::Result<Self> {
+        let format = KQuant::from_ggml(tensor.dtype());
+        let matmul = QMatMul::from_qtensor(tensor)?;
+        let kquant = match (&matmul, format) {
+            (QMatMul::QTensor(t), Some(format)) => Some((format, t.clone())),
+            _ => None,
+        };
+        Ok(Self { matmul, kquant })
+    }
+
+    /// The weights as a k-quant matrix, when they are one and lie in CPU memory.
+    fn matrix(&self) -> Option<KQuantMatrix<'_>> {
+        let (format, tensor) = self.kquant.as_ref()?;
+        let (rows, cols) = tensor.shape().dims2().ok()?;
+        match tensor.data().ok()? {
+            Cow::Borrowed(bytes) => KQuantMatrix::new(*format, rows, cols, bytes),
+            Cow::Owned(_) => None,
+        }
+    }
+
+    /// `x W^T` for each of `linears` (which share `x`), in one parallel region when `x` is a
+    /// single row and every matrix has a k-quant kernel.
+    fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let dims = x.dims().to_vec();
+        let single_row = dims[..dims.len() - 1].iter().product::<usize>() == 1;
+        let matrices: Option<Vec<_>> = if single_row {
+            linears.iter().map(|l| l.matrix()).collect()
+        } else {
+            None
+        };
+        let Some(matrices) = matrices else {
+            return linears.iter().map(|l| l.matmul.forward(x)).collect();
+        };
+        let input = x.flatten_all()?.to_vec1::<f32>()?;
+        kquant::gemv_many(&matrices, &input)
+            .into_iter()
+            .map(|out| {
+                let mut shape = dims.clone();
+                *shape.last_mut().expect("a tensor with dimensions") = out.len();
+                Tensor::from_vec(out, shape, x.device())
+            })
+            .collect()
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Ok(Self::forward_many(&[self], x)?.remove(0))
+    }
+}
+
 /// RoPE tables `(positions, head_dim / 2)` for NEOX-style rotation (halves, not pairs).
 fn rope_tables(
     head_dim: usize,
@@ -195,31 +256,115 @@ fn rope_tables(
     Ok((angles.cos()?, angles.sin()?))
 }
 
+/// Keys and values of every cached position, position-major (`[position][kv head][dim]`) in
+/// plain vectors: a decoding step appends its position in place (no copy of the cache into a
+/// new tensor, no fresh pages per token), and the decoding attention reads the slices directly.
+#[derive(Default)]
+struct KvCache {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl KvCache {
+    /// Appends `k` and `v`, shaped `(1, n_kv_head, positions, head_dim)`.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
+        for (cache, new) in [(&mut self.keys, k), (&mut self.values, v)] {
+            let position_major = new.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()?;
+            cache.extend_from_slice(&position_major);
+        }
+        Ok(())
+    }
+
+    /// The cache as `(1, n_kv_head, positions, head_dim)` tensors, for prompt chunks.
+    fn tensors(&self, n_kv: usize, hd: usize, device: &Device) -> candle_core::Result<[Tensor; 2]> {
+        let positions = self.keys.len() / (n_kv * hd);
+        let tensor = |data: &[f32]| {
+            Tensor::from_slice(data, (1, positions, n_kv, hd), device)?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        Ok([tensor(&self.keys)?, tensor(&self.values)?])
+    }
+
+    fn truncate(&mut self, position: usize, width: usize) {
+        self.keys.truncate(position * width);
+        self.values.truncate(position * width);
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Attention of one query position over the whole cache, head by head on rayon's threads.
+/// `q` is `[head][dim]`; head `h` reads KV head `h / (heads / kv heads)`.
+fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let width = n_kv * hd;
+    let positions = cache.keys.len() / width;
+    let n_rep = n_head / n_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0f32; n_head * hd];
+    out.par_chunks_mut(hd).enumerate().for_each(|(h, out)| {
+        let q = &q[h * hd..(h + 1) * hd];
+        let kv = (h / n_rep) * hd;
+        let mut scores: Vec<f32> = (0..positions)
+            .map(|p| dot(q, &cache.keys[p * width + kv..p * width + kv + hd]) * scale)
+            .collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0f32;
+        for s in &mut scores {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        for (p, weight) in scores.iter().enumerate() {
+            let v = &cache.values[p * width + kv..p * width + kv + hd];
+            let weight = weight / total;
+            for (o, v) in out.iter_mut().zip(v) {
+                *o += weight * v;
+            }
+        }
+    });
+    out
+}
+
+/// Dot product in eight independent lanes, which the compiler keeps in one vector register.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += a[i] * b[i];
+        }
+    }
+    let tail: f32 = a
+        .chunks_exact(8)
+        .remainder()
+        .iter()
+        .zip(b.chunks_exact(8).remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 struct Attention {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    wq: QLinear,
+    wk: QLinear,
+    wv: QLinear,
     bq: Tensor,
     bk: Tensor,
     bv: Tensor,
-    wo: QMatMul,
+    wo: QLinear,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
-    /// `(1, n_kv_head, cached positions, head_dim)` each.
-    cache: Option<(Tensor, Tensor)>,
+    cache: KvCache,
 }
 
 impl Attention {
     /// Drops cached positions from `position` on.
-    fn truncate_cache(&mut self, position: usize) -> candle_core::Result<()> {
-        self.cache = match self.cache.take() {
-            Some((k, v)) if position > 0 => {
-                Some((k.narrow(2, 0, position)?, v.narrow(2, 0, position)?))
-            }
-            _ => None,
-        };
-        Ok(())
+    fn truncate_cache(&mut self, position: usize) {
+        self.cache
+            .truncate(position, self.n_kv_head * self.head_dim);
     }
 
     fn forward(
@@ -231,23 +376,30 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
         let (hd, n_kv) = (self.head_dim, self.n_kv_head);
-        let heads = |w: &QMatMul, bias: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-            w.forward(x)?
+        let heads = |projected: &Tensor, bias: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            projected
                 .broadcast_add(bias)?
                 .reshape((b, seq, n, hd))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = heads(&self.wq, &self.bq, self.n_head)?;
-        let k = heads(&self.wk, &self.bk, n_kv)?;
-        let v = heads(&self.wv, &self.bv, n_kv)?;
+        let [q, k, v]: [Tensor; 3] = QLinear::forward_many(&[&self.wq, &self.wk, &self.wv], x)?
+            .try_into()
+            .expect("three projections");
+        let q = heads(&q, &self.bq, self.n_head)?;
+        let k = heads(&k, &self.bk, n_kv)?;
+        let v = heads(&v, &self.bv, n_kv)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        let (k, v) = match self.cache.take() {
-            Some((ck, cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
-            None => (k, v),
-        };
-        self.cache = Some((k.clone(), v.clone()));
+        self.cache.append(&k, &v)?;
+        if seq == 1 {
+            let q = q.flatten_all()?.to_vec1::<f32>()?;
+            let y = decode_attention(&q, &self.cache, self.n_head, n_kv, hd);
+            return self
+                .wo
+                .forward(&Tensor::from_vec(y, (b, 1, self.n_head * hd), x.device())?);
+        }
+        let [k, v] = self.cache.tensors(n_kv, hd, x.device())?;
         let kv_len = k.dim(2)?;
 
         // Grouped-query attention without copying K and V per query head: the query heads
@@ -276,9 +428,9 @@ struct Layer {
     attn_norm: RmsNorm,
     attn: Attention,
     ffn_norm: RmsNorm,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
 }
 
 impl Layer {
@@ -294,7 +446,10 @@ impl Layer {
             .forward(&self.attn_norm.forward(x)?, cos, sin, mask)?;
         let x = (x + h)?;
         let h = self.ffn_norm.forward(&x)?;
-        let h = (candle_nn::ops::silu(&self.gate.forward(&h)?)? * self.up.forward(&h)?)?;
+        let [gate, up]: [Tensor; 2] = QLinear::forward_many(&[&self.gate, &self.up], &h)?
+            .try_into()
+            .expect("two projections");
+        let h = (candle_nn::ops::silu(&gate)? * up)?;
         x + self.down.forward(&h)?
     }
 }
@@ -304,7 +459,7 @@ pub struct Qwen2 {
     embedding: TokenEmbedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: QLinear,
     cos: Tensor,
     sin: Tensor,
     config: Qwen2Config,
@@ -333,22 +488,22 @@ impl Qwen2 {
             layers.push(Layer {
                 attn_norm: RmsNorm::from_qtensor(get("attn_norm.weight")?, eps)?,
                 attn: Attention {
-                    wq: QMatMul::from_qtensor(get("attn_q.weight")?)?,
-                    wk: QMatMul::from_qtensor(get("attn_k.weight")?)?,
-                    wv: QMatMul::from_qtensor(get("attn_v.weight")?)?,
+                    wq: QLinear::new(get("attn_q.weight")?)?,
+                    wk: QLinear::new(get("attn_k.weight")?)?,
+                    wv: QLinear::new(get("attn_v.weight")?)?,
                     bq: get("attn_q.bias")?.dequantize(device)?,
                     bk: get("attn_k.bias")?.dequantize(device)?,
                     bv: get("attn_v.bias")?.dequantize(device)?,
-                    wo: QMatMul::from_qtensor(get("attn_output.weight")?)?,
+                    wo: QLinear::new(get("attn_output.weight")?)?,
                     n_head: config.head_count,
                     n_kv_head: config.head_count_kv,
                     head_dim: config.head_dim(),
-                    cache: None,
+                    cache: KvCache::default(),
                 },
                 ffn_norm: RmsNorm::from_qtensor(get("ffn_norm.weight")?, eps)?,
-                gate: QMatMul::from_qtensor(get("ffn_gate.weight")?)?,
-                up: QMatMul::from_qtensor(get("ffn_up.weight")?)?,
-                down: QMatMul::from_qtensor(get("ffn_down.weight")?)?,
+                gate: QLinear::new(get("ffn_gate.weight")?)?,
+                up: QLinear::new(get("ffn_up.weight")?)?,
+                down: QLinear::new(get("ffn_down.weight")?)?,
             });
         }
         let norm = RmsNorm::from_qtensor(qtensor("output_norm.weight")?, eps)?;
@@ -358,7 +513,7 @@ impl Qwen2 {
         } else {
             "token_embd.weight"
         };
-        let output = QMatMul::from_qtensor(qtensor(output_name)?)?;
+        let output = QLinear::new(qtensor(output_name)?)?;
         let embedding = TokenEmbedding::read(ct, reader, "token_embd.weight")?;
         let (cos, sin) = rope_tables(
             config.head_dim(),
@@ -385,7 +540,7 @@ impl Qwen2 {
 
     fn run(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
         for layer in &mut self.layers {
-            layer.attn.truncate_cache(position)?;
+            layer.attn.truncate_cache(position);
         }
         self.cached = position;
         let mut logits = None;
@@ -445,7 +600,7 @@ impl CausalLm for Qwen2 {
         if result.is_err() {
             // Some layers may have cached part of the failed pass: only a fresh start is safe.
             for layer in &mut self.layers {
-                layer.attn.cache = None;
+                layer.attn.cache.clear();
             }
             self.cached = 0;
         }

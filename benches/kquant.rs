@@ -1,0 +1,88 @@
+//! Throughput of the k-quant matrix-vector kernels (`cargo bench --bench kquant`).
+//!
+//! A decoding step streams every weight once, so the figure that matters is bytes of weights
+//! read per second, next to the machine's memory bandwidth (`scripts/bench.sh` measures it).
+//! The matrices are 256 MiB of pseudo-random blocks, well beyond any cache, shaped like the
+//! 1.5B model's FFN (rows of 1536 values).
+
+use precis::infer::kquant::{gemv_many, KQuant, KQuantMatrix, QK_K};
+use std::time::Instant;
+
+fn pseudo_random_bytes(n: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Random blocks, with every f16 scale replaced by a small finite one.
+fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
+    let block = match format {
+        KQuant::Q4K => 144,
+        KQuant::Q6K => 210,
+    };
+    let mut bytes = pseudo_random_bytes(rows * cols / QK_K * block);
+    let scale = half::f16::from_f32(0.001).to_le_bytes();
+    for b in bytes.chunks_exact_mut(block) {
+        match format {
+            KQuant::Q4K => {
+                b[0..2].copy_from_slice(&scale);
+                b[2..4].copy_from_slice(&scale);
+            }
+            KQuant::Q6K => b[208..210].copy_from_slice(&scale),
+        }
+    }
+    bytes
+}
+
+/// The same bytes summed as u64 words on the same threads: what streaming alone costs.
+fn read_bandwidth(bytes: &[u8]) -> f64 {
+    use rayon::prelude::*;
+    let mut best = f64::INFINITY;
+    for _ in 0..10 {
+        let start = Instant::now();
+        let sum: u64 = bytes
+            .par_chunks(16 << 10)
+            .map(|chunk| {
+                chunk
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+                    .fold(0u64, u64::wrapping_add)
+            })
+            .reduce(|| 0, u64::wrapping_add);
+        std::hint::black_box(sum);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    bytes.len() as f64 / best / 1e9
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    let cols = 1536;
+    for format in [KQuant::Q4K, KQuant::Q6K] {
+        let block = if format == KQuant::Q4K { 144 } else { 210 };
+        let rows = (256 << 20) / (cols / QK_K * block);
+        let bytes = blocks(format, rows, cols);
+        let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        gemv_many(&[matrix], &x);
+        let mut best = f64::INFINITY;
+        for _ in 0..10 {
+            let start = Instant::now();
+            std::hint::black_box(gemv_many(&[matrix], &x));
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "{format:?} gemv {rows}x{cols}, {threads} threads: {:.1} GB/s of weights (best of 10, {:.1} ms); \
+             reading the same bytes: {:.1} GB/s",
+            bytes.len() as f64 / best / 1e9,
+            best * 1e3,
+            read_bandwidth(&bytes)
+        );
+    }
+}

@@ -1,0 +1,762 @@
+//! Matrix-vector products over GGUF k-quant weights (Q4_K, Q6_K), read in place.
+//!
+//! Why not candle's `QMatMul` for decoding: candle 0.11 repacks Q4_K weights into tiles with
+//! f32 scales (a third more bytes to stream per token, kept beside the original copy) and runs
+//! Q6_K through a generic dot product. A decoding step reads every weight once, so its speed is
+//! set by bytes streamed per token; these kernels read the GGUF blocks as they are, with the
+//! activation quantised to Q8_K the way llama.cpp's `quantize_row_q8_K` does, so the integer
+//! sums are the ones llama.cpp computes. Rows are split across rayon's threads, and the
+//! products that share an input (Q/K/V, gate/up) run in one parallel region.
+//!
+//! The block layouts are GGUF's (`block_q4_K`, `block_q6_K`, `block_q8_K` in ggml).
+
+use half::f16;
+use rayon::prelude::*;
+
+pub const QK_K: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ4K {
+    d: f16,
+    dmin: f16,
+    /// Eight 6-bit scales and eight 6-bit mins, packed.
+    scales: [u8; 12],
+    /// 256 nibbles: byte `32 j + l` holds value `64 j + l` (low) and `64 j + 32 + l` (high).
+    qs: [u8; QK_K / 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ6K {
+    /// Low four bits of each value.
+    ql: [u8; QK_K / 2],
+    /// High two bits of each value.
+    qh: [u8; QK_K / 4],
+    /// One scale per 16 values.
+    scales: [i8; QK_K / 16],
+    d: f16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ8K {
+    d: f32,
+    qs: [i8; QK_K],
+    /// Sums of each 16 consecutive `qs`.
+    bsums: [i16; QK_K / 16],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
+const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
+
+/// Weight formats with a kernel here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KQuant {
+    Q4K,
+    Q6K,
+}
+
+impl KQuant {
+    pub fn from_ggml(dtype: candle_core::quantized::GgmlDType) -> Option<Self> {
+        use candle_core::quantized::GgmlDType;
+        match dtype {
+            GgmlDType::Q4K => Some(Self::Q4K),
+            GgmlDType::Q6K => Some(Self::Q6K),
+            _ => None,
+        }
+    }
+
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4K => std::mem::size_of::<BlockQ4K>(),
+            Self::Q6K => std::mem::size_of::<BlockQ6K>(),
+        }
+    }
+}
+
+/// A borrowed `rows × cols` weight matrix in a k-quant format, row-major blocks.
+#[derive(Clone, Copy)]
+pub struct KQuantMatrix<'a> {
+    pub format: KQuant,
+    pub rows: usize,
+    pub cols: usize,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> KQuantMatrix<'a> {
+    /// `None` when the bytes do not hold `rows × cols` values of `format` or `cols` does not
+    /// divide into blocks.
+    pub fn new(format: KQuant, rows: usize, cols: usize, bytes: &'a [u8]) -> Option<Self> {
+        let fits = cols > 0
+            && cols.is_multiple_of(QK_K)
+            && bytes.len() == rows * cols / QK_K * format.block_bytes();
+        fits.then_some(Self {
+            format,
+            rows,
+            cols,
+            bytes,
+        })
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / QK_K * self.format.block_bytes()
+    }
+
+    fn row_dot(&self, row: usize, x: &[BlockQ8K]) -> f32 {
+        let bytes = &self.bytes[row * self.row_bytes()..(row + 1) * self.row_bytes()];
+        match self.format {
+            KQuant::Q4K => dot_q4k(cast_blocks(bytes), x),
+            KQuant::Q6K => dot_q6k(cast_blocks(bytes), x),
+        }
+    }
+}
+
+fn cast_blocks<T: Copy>(bytes: &[u8]) -> &[T] {
+    let size = std::mem::size_of::<T>();
+    assert!(bytes.len().is_multiple_of(size));
+    // The block types hold only integers and f16/f32 (any bit pattern is valid) and have
+    // alignment 1 or their first field's; check the pointer to be safe on odd offsets.
+    assert!((bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()));
+    // SAFETY: length and alignment checked above; every bit pattern is a valid `T`.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
+}
+
+/// Quantises `x` (a multiple of 256 long) to Q8_K blocks, as ggml's `quantize_row_q8_K`.
+pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
+    x.chunks_exact(QK_K)
+        .map(|chunk| {
+            let (amax, max) = chunk.iter().fold((0f32, 0f32), |(amax, max), &v| {
+                if v.abs() > amax {
+                    (v.abs(), v)
+                } else {
+                    (amax, max)
+                }
+            });
+            let mut block = BlockQ8K {
+                d: 0.0,
+                qs: [0; QK_K],
+                bsums: [0; QK_K / 16],
+            };
+            if amax == 0.0 {
+                return block;
+            }
+            let iscale = -128.0 / max;
+            for (q, &v) in block.qs.iter_mut().zip(chunk) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+                *sum = group.iter().map(|&q| i16::from(q)).sum();
+            }
+            block.d = 1.0 / iscale;
+            block
+        })
+        .collect()
+}
+
+/// The eight (scale, min) pairs of a Q4_K block (ggml's `get_scale_min_k4`).
+fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut scales = [0; 8];
+    let mut mins = [0; 8];
+    for j in 0..8 {
+        if j < 4 {
+            scales[j] = packed[j] & 63;
+            mins[j] = packed[j + 4] & 63;
+        } else {
+            scales[j] = (packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4);
+            mins[j] = (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
+        }
+    }
+    (scales, mins)
+}
+
+fn dot_q4k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    match simd::level() {
+        // SAFETY: `level` checked the CPU features each kernel enables.
+        simd::Level::Avx512 => return unsafe { simd::dot_q4k_avx512(w, x) },
+        simd::Level::Avx2 => return unsafe { simd::dot_q4k(w, x) },
+        simd::Level::None => {}
+    }
+    dot_q4k_scalar(w, x)
+}
+
+fn dot_q6k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    match simd::level() {
+        // SAFETY: `level` checked the CPU features each kernel enables.
+        simd::Level::Avx512 => return unsafe { simd::dot_q6k_avx512(w, x) },
+        simd::Level::Avx2 => return unsafe { simd::dot_q6k(w, x) },
+        simd::Level::None => {}
+    }
+    dot_q6k_scalar(w, x)
+}
+
+/// Portable Q4_K · Q8_K; the reference the SIMD kernel is tested against.
+pub fn dot_q4k_scalar(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let (scales, mins) = q4k_scales_mins(&w.scales);
+            let mut sum = 0i32;
+            for j in 0..4 {
+                for l in 0..32 {
+                    let byte = w.qs[32 * j + l];
+                    let lo = i32::from(byte & 0x0F) * i32::from(x.qs[64 * j + l]);
+                    let hi = i32::from(byte >> 4) * i32::from(x.qs[64 * j + 32 + l]);
+                    sum += lo * i32::from(scales[2 * j]) + hi * i32::from(scales[2 * j + 1]);
+                }
+            }
+            let min_sum: i32 = (0..8)
+                .map(|s| {
+                    i32::from(mins[s]) * (i32::from(x.bsums[2 * s]) + i32::from(x.bsums[2 * s + 1]))
+                })
+                .sum();
+            x.d * (w.d.to_f32() * sum as f32 - w.dmin.to_f32() * min_sum as f32)
+        })
+        .sum()
+}
+
+/// Portable Q6_K · Q8_K; the reference the SIMD kernel is tested against.
+pub fn dot_q6k_scalar(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let mut sum = 0i32;
+            for half in 0..2 {
+                let (ql, qh) = (&w.ql[64 * half..], &w.qh[32 * half..]);
+                for l in 0..32 {
+                    let quad = [
+                        (ql[l] & 0x0F) | ((qh[l] & 3) << 4),
+                        (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4),
+                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                        (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                    ];
+                    for (i, q) in quad.into_iter().enumerate() {
+                        let index = 128 * half + 32 * i + l;
+                        sum += (i32::from(q) - 32)
+                            * i32::from(x.qs[index])
+                            * i32::from(w.scales[index / 16]);
+                    }
+                }
+            }
+            x.d * w.d.to_f32() * sum as f32
+        })
+        .sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{BlockQ4K, BlockQ6K, BlockQ8K};
+    use std::arch::x86_64::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Level {
+        None,
+        Avx2,
+        Avx512,
+    }
+
+    /// How far ahead of the block being multiplied the weights are prefetched. The kernels do
+    /// enough work per cache line that the out-of-order window alone keeps too few loads in
+    /// flight: without prefetching one core streams 12 GB/s where it can read 30.
+    const PREFETCH_BYTES: usize = 2048;
+
+    /// Asks for the cache lines `PREFETCH_BYTES` after the start of `block`, which may lie
+    /// past the end of the matrix (a prefetch never faults).
+    #[inline(always)]
+    unsafe fn prefetch_ahead<T>(block: &T) {
+        let ahead = (block as *const T)
+            .cast::<i8>()
+            .wrapping_add(PREFETCH_BYTES);
+        let mut line = 0;
+        while line < std::mem::size_of::<T>() {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            line += 64;
+        }
+    }
+
+    /// The widest kernels this CPU runs.
+    pub fn level() -> Level {
+        static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                Level::Avx512
+            } else if avx2 {
+                Level::Avx2
+            } else {
+                Level::None
+            }
+        })
+    }
+
+    /// `q4k_scales_mins` with word operations (ggml's `utmp` form): the scalar one costs as
+    /// much as the products themselves.
+    #[inline(always)]
+    fn q4k_scales_mins_fast(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+        const KMASK1: u32 = 0x3f3f_3f3f;
+        const KMASK2: u32 = 0x0f0f_0f0f;
+        const KMASK3: u32 = 0x0303_0303;
+        let word = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().unwrap());
+        let (w0, w1, w2) = (word(0), word(1), word(2));
+        let scales_lo = w0 & KMASK1;
+        let scales_hi = (w2 & KMASK2) | (((w0 >> 6) & KMASK3) << 4);
+        let mins_lo = w1 & KMASK1;
+        let mins_hi = ((w2 >> 4) & KMASK2) | (((w1 >> 6) & KMASK3) << 4);
+        let join =
+            |lo: u32, hi: u32| -> [u8; 8] { (u64::from(lo) | (u64::from(hi) << 32)).to_le_bytes() };
+        (join(scales_lo, scales_hi), join(mins_lo, mins_hi))
+    }
+
+    /// Σ_s min[s] · (activation sum of the 32 values of sub-block s), as 4 partial i32 sums.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q4k_min_products(mins: &[u8; 8], bsums: &[i16; 16]) -> __m128i {
+        let bsums = _mm256_loadu_si256(bsums.as_ptr().cast());
+        let pair_sums = _mm_hadd_epi16(
+            _mm256_castsi256_si128(bsums),
+            _mm256_extracti128_si256(bsums, 1),
+        );
+        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(mins.as_ptr().cast()));
+        _mm_madd_epi16(mins, pair_sums)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum128(v: __m128) -> f32 {
+        let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Two i16 scales for the halves of a 16-lane product: lanes 0-7 get `lo`, 8-15 `hi`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scale_pair(lo: i16, hi: i16) -> __m256i {
+        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            prefetch_ahead(w);
+            let (scales, mins) = q4k_scales_mins_fast(&w.scales);
+            acc_min = _mm_fmadd_ps(
+                _mm_set1_ps(x.d * w.dmin.to_f32()),
+                _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
+                acc_min,
+            );
+
+            let mut sum = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q4 = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j).cast());
+                let lo = _mm256_and_si256(q4, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
+                let x_lo = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j).cast());
+                let x_hi = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j + 32).cast());
+                let p_lo = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo, x_lo),
+                    _mm256_set1_epi16(i16::from(scales[2 * j])),
+                );
+                let p_hi = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, x_hi),
+                    _mm256_set1_epi16(i16::from(scales[2 * j + 1])),
+                );
+                sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
+            }
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(x.d * w.d.to_f32()),
+                _mm256_cvtepi32_ps(sum),
+                acc,
+            );
+        }
+        hsum(acc) - hsum128(acc_min)
+    }
+
+    /// Sixteen-bit lane indices for `_mm512_permutexvar_epi16`: lane `i` takes element
+    /// `groups[i / width]`.
+    const fn lane_index(groups: [u16; 4], width: usize) -> [u16; 32] {
+        let mut index = [0u16; 32];
+        let mut i = 0;
+        while i < 32 {
+            index[i] = groups[(i / width) % 4];
+            i += 1;
+        }
+        index
+    }
+
+    /// Q4_K: the 64 bytes of two 64-value chunks at once. Low nibbles hold sub-blocks 4c and
+    /// 4c+2 (bytes 0-31, 32-63), high nibbles 4c+1 and 4c+3; each product lane takes its
+    /// sub-block's scale by a lane permutation of the eight scales.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub unsafe fn dot_q4k_avx512(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+        const INDEX: [[u16; 32]; 4] = [
+            lane_index([0, 2, 0, 2], 16),
+            lane_index([1, 3, 1, 3], 16),
+            lane_index([4, 6, 4, 6], 16),
+            lane_index([5, 7, 5, 7], 16),
+        ];
+        let index: [__m512i; 4] = INDEX.map(|i| _mm512_loadu_si512(i.as_ptr().cast()));
+        let nibble = _mm512_set1_epi8(0x0F);
+        let mut acc = _mm512_setzero_ps();
+        let mut acc_min = _mm_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            prefetch_ahead(w);
+            let (scales, mins) = q4k_scales_mins_fast(&w.scales);
+            acc_min = _mm_fmadd_ps(
+                _mm_set1_ps(x.d * w.dmin.to_f32()),
+                _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
+                acc_min,
+            );
+            let scales16 =
+                _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(scales.as_ptr().cast())));
+            let xq = x.qs.as_ptr();
+            let halves = |a: usize, b: usize| {
+                _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(xq.add(a).cast())),
+                    _mm256_loadu_si256(xq.add(b).cast()),
+                    1,
+                )
+            };
+            let mut sum = _mm512_setzero_si512();
+            for c in 0..2 {
+                let q4 = _mm512_loadu_si512(w.qs.as_ptr().add(64 * c).cast());
+                let lo = _mm512_and_si512(q4, nibble);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(q4, 4), nibble);
+                let x_lo = halves(128 * c, 128 * c + 64);
+                let x_hi = halves(128 * c + 32, 128 * c + 96);
+                let s_lo = _mm512_permutexvar_epi16(index[2 * c], scales16);
+                let s_hi = _mm512_permutexvar_epi16(index[2 * c + 1], scales16);
+                sum = _mm512_add_epi32(
+                    sum,
+                    _mm512_add_epi32(
+                        _mm512_madd_epi16(_mm512_maddubs_epi16(lo, x_lo), s_lo),
+                        _mm512_madd_epi16(_mm512_maddubs_epi16(hi, x_hi), s_hi),
+                    ),
+                );
+            }
+            acc = _mm512_fmadd_ps(
+                _mm512_set1_ps(x.d * w.d.to_f32()),
+                _mm512_cvtepi32_ps(sum),
+                acc,
+            );
+        }
+        _mm512_reduce_add_ps(acc) - hsum128(acc_min)
+    }
+
+    /// Q6_K: one 128-value half per step. Its 64 `ql` bytes give values 0-63 (low nibbles)
+    /// and 64-127 (high nibbles) of the half in order, each joined with two bits of `qh`
+    /// shifted per 256-bit lane; each product lane takes its 16-value group's scale.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub unsafe fn dot_q6k_avx512(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        const INDEX: [[u16; 32]; 4] = [
+            lane_index([0, 1, 2, 3], 8),
+            lane_index([4, 5, 6, 7], 8),
+            lane_index([8, 9, 10, 11], 8),
+            lane_index([12, 13, 14, 15], 8),
+        ];
+        let index: [__m512i; 4] = INDEX.map(|i| _mm512_loadu_si512(i.as_ptr().cast()));
+        // qh bit pairs: (0, 2) for the low nibbles' two lanes, (4, 6) for the high ones.
+        let shift_low = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+        let shift_high = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+        let low4 = _mm512_set1_epi8(0x0F);
+        let two_bits = _mm512_set1_epi8(3);
+        let mut acc = _mm512_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            prefetch_ahead(w);
+            let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.scales.as_ptr().cast()));
+            let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+            let scales16 = _mm512_castsi256_si512(scales16);
+            let mut sum = _mm512_setzero_si512();
+            for half in 0..2 {
+                let ql = _mm512_loadu_si512(w.ql.as_ptr().add(64 * half).cast());
+                let qh =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qh.as_ptr().add(32 * half).cast()));
+                let high = |shift: __m512i| {
+                    _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift), two_bits), 4)
+                };
+                let q_low = _mm512_or_si512(_mm512_and_si512(ql, low4), high(shift_low));
+                let q_high = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                    high(shift_high),
+                );
+                let x_low = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half).cast());
+                let x_high = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half + 64).cast());
+                let s_low = _mm512_permutexvar_epi16(index[2 * half], scales16);
+                let s_high = _mm512_permutexvar_epi16(index[2 * half + 1], scales16);
+                sum = _mm512_add_epi32(
+                    sum,
+                    _mm512_add_epi32(
+                        _mm512_madd_epi16(_mm512_maddubs_epi16(q_low, x_low), s_low),
+                        _mm512_madd_epi16(_mm512_maddubs_epi16(q_high, x_high), s_high),
+                    ),
+                );
+            }
+            let sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(offset));
+            acc = _mm512_fmadd_ps(
+                _mm512_set1_ps(x.d * w.d.to_f32()),
+                _mm512_cvtepi32_ps(sum),
+                acc,
+            );
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q6k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+        let low4 = _mm256_set1_epi8(0x0F);
+        let two_bits = _mm256_set1_epi8(3);
+        let mut acc = _mm256_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            prefetch_ahead(w);
+            // Values are stored plus 32: subtract 32 · Σ scale[s] · (sum of sub-block s).
+            let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.scales.as_ptr().cast()));
+            let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+            let mut sum = _mm256_setzero_si256();
+            for half in 0..2 {
+                let ql0 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * half).cast());
+                let ql1 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * half + 32).cast());
+                let qh = _mm256_loadu_si256(w.qh.as_ptr().add(32 * half).cast());
+                let high = |shift: i32| -> __m256i {
+                    let bits = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(bits, two_bits), 4)
+                };
+                let quads = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, low4), high(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(6)),
+                ];
+                for (i, q) in quads.into_iter().enumerate() {
+                    let base = 128 * half + 32 * i;
+                    let xq = _mm256_loadu_si256(x.qs.as_ptr().add(base).cast());
+                    let s = base / 16;
+                    let scales = scale_pair(i16::from(w.scales[s]), i16::from(w.scales[s + 1]));
+                    sum = _mm256_add_epi32(
+                        sum,
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), scales),
+                    );
+                }
+            }
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(x.d * w.d.to_f32()),
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, offset)),
+                acc,
+            );
+        }
+        hsum(acc)
+    }
+}
+
+/// Rows handed to a thread at a time: small enough to balance two threads when one is
+/// briefly descheduled, large enough that scheduling costs stay negligible.
+const ROWS_PER_TASK: usize = 16;
+
+/// `W x` for each matrix, sharing one quantisation of `x` and one parallel region.
+/// Every matrix must have `x.len()` columns.
+pub fn gemv_many(matrices: &[KQuantMatrix], x: &[f32]) -> Vec<Vec<f32>> {
+    let xq = quantize_q8k(x);
+    let mut outputs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0.0; m.rows]).collect();
+    let tasks: Vec<(&KQuantMatrix, usize, &mut [f32])> = matrices
+        .iter()
+        .zip(outputs.iter_mut())
+        .flat_map(|(m, out)| {
+            debug_assert_eq!(m.cols, x.len());
+            out.chunks_mut(ROWS_PER_TASK)
+                .enumerate()
+                .map(move |(i, chunk)| (m, i * ROWS_PER_TASK, chunk))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(m, first, out)| {
+        for (i, y) in out.iter_mut().enumerate() {
+            *y = m.row_dot(first + i, &xq);
+        }
+    });
+    outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed.max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s as u8
+            })
+            .collect()
+    }
+
+    /// Random blocks with sane f16 scales (random bits could be NaN or huge).
+    fn q4k_blocks(n: usize, seed: u64) -> Vec<BlockQ4K> {
+        let raw = bytes(n * 144, seed);
+        raw.chunks_exact(144)
+            .enumerate()
+            .map(|(i, b)| BlockQ4K {
+                d: f16::from_f32(0.001 + (i % 7) as f32 * 0.0003),
+                dmin: f16::from_f32(0.0005 + (i % 5) as f32 * 0.0002),
+                scales: b[4..16].try_into().unwrap(),
+                qs: b[16..].try_into().unwrap(),
+            })
+            .collect()
+    }
+
+    fn q6k_blocks(n: usize, seed: u64) -> Vec<BlockQ6K> {
+        let raw = bytes(n * 210, seed);
+        raw.chunks_exact(210)
+            .enumerate()
+            .map(|(i, b)| BlockQ6K {
+                ql: b[..128].try_into().unwrap(),
+                qh: b[128..192].try_into().unwrap(),
+                scales: std::array::from_fn(|j| b[192 + j] as i8),
+                d: f16::from_f32(0.002 + (i % 3) as f32 * 0.0004),
+            })
+            .collect()
+    }
+
+    fn activations(n: usize, seed: u64) -> Vec<f32> {
+        bytes(n, seed)
+            .into_iter()
+            .map(|b| (f32::from(b) - 127.5) / 40.0)
+            .collect()
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    #[test]
+    fn q8k_matches_ggml_rules() {
+        let x = activations(512, 3);
+        let q = quantize_q8k(&x);
+        for (block, chunk) in q.iter().zip(x.chunks_exact(QK_K)) {
+            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let i = chunk.iter().position(|v| v.abs() == amax).unwrap();
+            // The first largest magnitude maps to -128 (ggml quantises with iscale = -128 / max).
+            assert_eq!(block.qs[i], -128);
+            for (j, group) in block.qs.chunks_exact(16).enumerate() {
+                assert_eq!(
+                    block.bsums[j],
+                    group.iter().map(|&q| i16::from(q)).sum::<i16>()
+                );
+            }
+            for (&q, &v) in block.qs.iter().zip(chunk) {
+                // Rounded to nearest, except +128 (the opposite of the maximum) clamped to 127.
+                let step = if q == 127 { 1.0 } else { 0.5 };
+                assert!((f32::from(q) * block.d - v).abs() <= block.d.abs() * step + 1e-6);
+            }
+        }
+        assert!(quantize_q8k(&[0.0; 256])[0].qs.iter().all(|&q| q == 0));
+    }
+
+    #[test]
+    fn scalar_q4k_dot_equals_dequantised_dot() {
+        // Dequantise by ggml's formula, independently of the fused integer form.
+        let w = q4k_blocks(3, 11);
+        let x = quantize_q8k(&activations(768, 5));
+        let mut expected = 0f64;
+        for (w, x) in w.iter().zip(&x) {
+            let (scales, mins) = q4k_scales_mins(&w.scales);
+            for i in 0..QK_K {
+                let (j, l, high) = (i / 64, i % 32, (i % 64) >= 32);
+                let byte = w.qs[32 * j + l];
+                let q = if high { byte >> 4 } else { byte & 0x0F };
+                let s = i / 32;
+                let v = w.d.to_f32() * f32::from(scales[s]) * f32::from(q)
+                    - w.dmin.to_f32() * f32::from(mins[s]);
+                expected += f64::from(v) * f64::from(f32::from(x.qs[i]) * x.d);
+            }
+        }
+        assert!(close(dot_q4k_scalar(&w, &x), expected as f32));
+    }
+
+    #[test]
+    fn scalar_q6k_dot_equals_dequantised_dot() {
+        let w = q6k_blocks(2, 17);
+        let x = quantize_q8k(&activations(512, 9));
+        let mut expected = 0f64;
+        for (w, x) in w.iter().zip(&x) {
+            for i in 0..QK_K {
+                let (half, r) = (i / 128, i % 128);
+                let (quarter, l) = (r / 32, r % 32);
+                let ql = w.ql[64 * half + l + 32 * (quarter % 2)];
+                let low = if quarter >= 2 { ql >> 4 } else { ql & 0x0F };
+                let high = (w.qh[32 * half + l] >> (2 * quarter)) & 3;
+                let q = i32::from(low | (high << 4)) - 32;
+                let v = w.d.to_f32() * f32::from(w.scales[i / 16]) * q as f32;
+                expected += f64::from(v) * f64::from(f32::from(x.qs[i]) * x.d);
+            }
+        }
+        assert!(close(dot_q6k_scalar(&w, &x), expected as f32));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_kernels_match_scalar() {
+        let level = simd::level();
+        for seed in 1..20 {
+            let x = quantize_q8k(&activations(1536, seed));
+            let w4 = q4k_blocks(6, seed * 31);
+            let w6 = q6k_blocks(6, seed * 37);
+            let (r4, r6) = (dot_q4k_scalar(&w4, &x), dot_q6k_scalar(&w6, &x));
+            if level != simd::Level::None {
+                // SAFETY: AVX2 and FMA are available (checked by `level`).
+                let (s4, s6) = unsafe { (simd::dot_q4k(&w4, &x), simd::dot_q6k(&w6, &x)) };
+                assert!(close(s4, r4), "avx2 q4k seed {seed}: {s4} vs {r4}");
+                assert!(close(s6, r6), "avx2 q6k seed {seed}: {s6} vs {r6}");
+            }
+            if level == simd::Level::Avx512 {
+                // SAFETY: AVX-512 F/BW are available (checked by `level`).
+                let (s4, s6) =
+                    unsafe { (simd::dot_q4k_avx512(&w4, &x), simd::dot_q6k_avx512(&w6, &x)) };
+                assert!(close(s4, r4), "avx512 q4k seed {seed}: {s4} vs {r4}");
+                assert!(close(s6, r6), "avx512 q6k seed {seed}: {s6} vs {r6}");
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_many_computes_every_row_of_every_matrix() {
+        let (rows, cols) = (37, 512);
+        let w4 = q4k_blocks(rows * 2, 7);
+        let w6 = q6k_blocks(rows * 2, 8);
+        let as_bytes = |b: &[u8]| b.to_vec();
+        // SAFETY: plain-old-data blocks viewed as bytes.
+        let b4 = as_bytes(unsafe {
+            std::slice::from_raw_parts(w4.as_ptr().cast::<u8>(), w4.len() * 144)
+        });
+        let b6 = as_bytes(unsafe {
+            std::slice::from_raw_parts(w6.as_ptr().cast::<u8>(), w6.len() * 210)
+        });
+        let m4 = KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4).unwrap();
+        let m6 = KQuantMatrix::new(KQuant::Q6K, rows, cols, &b6).unwrap();
+        assert!(KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4[1..]).is_none());
+        let x = activations(cols, 4);
+        let out = gemv_many(&[m4, m6], &x);
+        let xq = quantize_q8k(&x);
+        for r in 0..rows {
+            assert!(close(out[0][r], dot_q4k_scalar(&w4[2 * r..2 * r + 2], &xq)));
+            assert!(close(out[1][r], dot_q6k_scalar(&w6[2 * r..2 * r + 2], &xq)));
+        }
+    }
+}
