@@ -5,7 +5,7 @@
 //! The matrices are 256 MiB of pseudo-random blocks, well beyond any cache, shaped like the
 //! 1.5B model's FFN (rows of 1536 values).
 
-use precis::infer::kquant::{gemv_many, KQuant, KQuantMatrix, QK_K};
+use precis::infer::kquant::{gemm, gemv_many, KQuant, KQuantMatrix, QK_K};
 use std::time::Instant;
 
 fn pseudo_random_bytes(n: usize) -> Vec<u8> {
@@ -61,8 +61,30 @@ fn read_bandwidth(bytes: &[u8]) -> f64 {
     bytes.len() as f64 / best / 1e9
 }
 
+/// A prompt-sized product: 512 activation rows through an FFN-sized matrix.
+fn prompt_product(format: KQuant) {
+    let (rows, cols, m) = (8960, 1536, 512);
+    let bytes = blocks(format, rows, cols);
+    let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
+    let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::hint::black_box(gemm(&matrix, &x, m));
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let block_products = (rows * cols / QK_K * m) as f64;
+    println!(
+        "{format:?} gemm {m}x{cols} by {rows}x{cols}: {:.1} ms, {:.2} ns per block product and thread (best of 3)",
+        best * 1e3,
+        best * 1e9 / block_products * rayon::current_num_threads() as f64
+    );
+}
+
 fn main() {
     let threads = rayon::current_num_threads();
+    prompt_product(KQuant::Q4K);
+    prompt_product(KQuant::Q6K);
     let cols = 1536;
     for format in [KQuant::Q4K, KQuant::Q6K] {
         let block = if format == KQuant::Q4K { 144 } else { 210 };

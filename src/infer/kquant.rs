@@ -104,11 +104,11 @@ impl<'a> KQuantMatrix<'a> {
         self.cols / QK_K * self.format.block_bytes()
     }
 
-    fn row_dot(&self, row: usize, x: &[BlockQ8K]) -> f32 {
+    fn row_dots<const R: usize>(&self, row: usize, xs: [&[BlockQ8K]; R]) -> [f32; R] {
         let bytes = &self.bytes[row * self.row_bytes()..(row + 1) * self.row_bytes()];
         match self.format {
-            KQuant::Q4K => dot_q4k(cast_blocks(bytes), x),
-            KQuant::Q6K => dot_q6k(cast_blocks(bytes), x),
+            KQuant::Q4K => dot_q4k(cast_blocks(bytes), xs),
+            KQuant::Q6K => dot_q6k(cast_blocks(bytes), xs),
         }
     }
 }
@@ -171,26 +171,30 @@ fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (scales, mins)
 }
 
-fn dot_q4k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+/// `w · x` for each of the `R` activation rows in `xs`. Each result is computed by the same
+/// operations in the same order whatever `R` is, so a prompt (many rows) and a decoding step
+/// (one row) give bit-identical products.
+fn dot_q4k<const R: usize>(w: &[BlockQ4K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
     #[cfg(target_arch = "x86_64")]
     match simd::level() {
         // SAFETY: `level` checked the CPU features each kernel enables.
-        simd::Level::Avx512 => return unsafe { simd::dot_q4k_avx512(w, x) },
-        simd::Level::Avx2 => return unsafe { simd::dot_q4k(w, x) },
+        simd::Level::Avx512 => return unsafe { simd::dot_q4k_avx512(w, xs) },
+        simd::Level::Avx2 => return unsafe { simd::dot_q4k(w, xs) },
         simd::Level::None => {}
     }
-    dot_q4k_scalar(w, x)
+    xs.map(|x| dot_q4k_scalar(w, x))
 }
 
-fn dot_q6k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+/// As `dot_q4k`, for Q6_K weights.
+fn dot_q6k<const R: usize>(w: &[BlockQ6K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
     #[cfg(target_arch = "x86_64")]
     match simd::level() {
         // SAFETY: `level` checked the CPU features each kernel enables.
-        simd::Level::Avx512 => return unsafe { simd::dot_q6k_avx512(w, x) },
-        simd::Level::Avx2 => return unsafe { simd::dot_q6k(w, x) },
+        simd::Level::Avx512 => return unsafe { simd::dot_q6k_avx512(w, xs) },
+        simd::Level::Avx2 => return unsafe { simd::dot_q6k(w, xs) },
         simd::Level::None => {}
     }
-    dot_q6k_scalar(w, x)
+    xs.map(|x| dot_q6k_scalar(w, x))
 }
 
 /// Portable Q4_K · Q8_K; the reference the SIMD kernel is tested against.
@@ -277,12 +281,18 @@ mod simd {
         }
     }
 
-    /// The widest kernels this CPU runs.
+    /// The widest kernels this CPU runs; `PRECIS_KQUANT=avx2` holds them to AVX2 (to compare
+    /// the two on one machine: on some CPUs 512-bit integer work is not faster).
     pub fn level() -> Level {
         static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
         *LEVEL.get_or_init(|| {
             let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            let allow_512 = std::env::var("PRECIS_KQUANT").map_or(true, |v| v != "avx2");
+            if avx2
+                && allow_512
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+            {
                 Level::Avx512
             } else if avx2 {
                 Level::Avx2
@@ -342,43 +352,40 @@ mod simd {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    pub unsafe fn dot_q4k<const R: usize>(w: &[BlockQ4K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
         let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = _mm_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc_min = [_mm_setzero_ps(); R];
+        for (b, w) in w.iter().enumerate() {
             prefetch_ahead(w);
             let (scales, mins) = q4k_scales_mins_fast(&w.scales);
-            acc_min = _mm_fmadd_ps(
-                _mm_set1_ps(x.d * w.dmin.to_f32()),
-                _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
-                acc_min,
-            );
-
-            let mut sum = _mm256_setzero_si256();
+            let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
+            let mut q = [_mm256_setzero_si256(); 8];
             for j in 0..4 {
                 let q4 = _mm256_loadu_si256(w.qs.as_ptr().add(32 * j).cast());
-                let lo = _mm256_and_si256(q4, nibble);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
-                let x_lo = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j).cast());
-                let x_hi = _mm256_loadu_si256(x.qs.as_ptr().add(64 * j + 32).cast());
-                let p_lo = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(lo, x_lo),
-                    _mm256_set1_epi16(i16::from(scales[2 * j])),
-                );
-                let p_hi = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, x_hi),
-                    _mm256_set1_epi16(i16::from(scales[2 * j + 1])),
-                );
-                sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
+                q[2 * j] = _mm256_and_si256(q4, nibble);
+                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), nibble);
             }
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(x.d * w.d.to_f32()),
-                _mm256_cvtepi32_ps(sum),
-                acc,
-            );
+            for r in 0..R {
+                let x = &xs[r][b];
+                acc_min[r] = _mm_fmadd_ps(
+                    _mm_set1_ps(x.d * dmin),
+                    _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
+                    acc_min[r],
+                );
+                let mut sum = _mm256_setzero_si256();
+                for (s, q) in q.iter().enumerate() {
+                    let xq = _mm256_loadu_si256(x.qs.as_ptr().add(32 * s).cast());
+                    let p = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(*q, xq),
+                        _mm256_set1_epi16(i16::from(scales[s])),
+                    );
+                    sum = _mm256_add_epi32(sum, p);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x.d * d), _mm256_cvtepi32_ps(sum), acc[r]);
+            }
         }
-        hsum(acc) - hsum128(acc_min)
+        std::array::from_fn(|r| hsum(acc[r]) - hsum128(acc_min[r]))
     }
 
     /// Sixteen-bit lane indices for `_mm512_permutexvar_epi16`: lane `i` takes element
@@ -397,7 +404,7 @@ mod simd {
     /// 4c+2 (bytes 0-31, 32-63), high nibbles 4c+1 and 4c+3; each product lane takes its
     /// sub-block's scale by a lane permutation of the eight scales.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub unsafe fn dot_q4k_avx512(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    pub unsafe fn dot_q4k_avx512<const R: usize>(w: &[BlockQ4K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
         const INDEX: [[u16; 32]; 4] = [
             lane_index([0, 2, 0, 2], 16),
             lane_index([1, 3, 1, 3], 16),
@@ -406,57 +413,66 @@ mod simd {
         ];
         let index: [__m512i; 4] = INDEX.map(|i| _mm512_loadu_si512(i.as_ptr().cast()));
         let nibble = _mm512_set1_epi8(0x0F);
-        let mut acc = _mm512_setzero_ps();
-        let mut acc_min = _mm_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut acc_min = [_mm_setzero_ps(); R];
+        for (b, w) in w.iter().enumerate() {
             prefetch_ahead(w);
             let (scales, mins) = q4k_scales_mins_fast(&w.scales);
-            acc_min = _mm_fmadd_ps(
-                _mm_set1_ps(x.d * w.dmin.to_f32()),
-                _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
-                acc_min,
-            );
+            let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
             let scales16 =
                 _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(scales.as_ptr().cast())));
-            let xq = x.qs.as_ptr();
-            let halves = |a: usize, b: usize| {
-                _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256(xq.add(a).cast())),
-                    _mm256_loadu_si256(xq.add(b).cast()),
-                    1,
-                )
-            };
-            let mut sum = _mm512_setzero_si512();
+            // [c][lo, hi] nibbles of 64-byte chunk c, with the matching scale lanes.
+            let mut q = [[_mm512_setzero_si512(); 2]; 2];
+            let mut sc = [[_mm512_setzero_si512(); 2]; 2];
             for c in 0..2 {
                 let q4 = _mm512_loadu_si512(w.qs.as_ptr().add(64 * c).cast());
-                let lo = _mm512_and_si512(q4, nibble);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(q4, 4), nibble);
-                let x_lo = halves(128 * c, 128 * c + 64);
-                let x_hi = halves(128 * c + 32, 128 * c + 96);
-                let s_lo = _mm512_permutexvar_epi16(index[2 * c], scales16);
-                let s_hi = _mm512_permutexvar_epi16(index[2 * c + 1], scales16);
-                sum = _mm512_add_epi32(
-                    sum,
-                    _mm512_add_epi32(
-                        _mm512_madd_epi16(_mm512_maddubs_epi16(lo, x_lo), s_lo),
-                        _mm512_madd_epi16(_mm512_maddubs_epi16(hi, x_hi), s_hi),
-                    ),
-                );
+                q[c] = [
+                    _mm512_and_si512(q4, nibble),
+                    _mm512_and_si512(_mm512_srli_epi16(q4, 4), nibble),
+                ];
+                sc[c] = [
+                    _mm512_permutexvar_epi16(index[2 * c], scales16),
+                    _mm512_permutexvar_epi16(index[2 * c + 1], scales16),
+                ];
             }
-            acc = _mm512_fmadd_ps(
-                _mm512_set1_ps(x.d * w.d.to_f32()),
-                _mm512_cvtepi32_ps(sum),
-                acc,
-            );
+            for r in 0..R {
+                let x = &xs[r][b];
+                acc_min[r] = _mm_fmadd_ps(
+                    _mm_set1_ps(x.d * dmin),
+                    _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
+                    acc_min[r],
+                );
+                let xq = x.qs.as_ptr();
+                let halves = |a: usize, b: usize| {
+                    _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256(xq.add(a).cast())),
+                        _mm256_loadu_si256(xq.add(b).cast()),
+                        1,
+                    )
+                };
+                let mut sum = _mm512_setzero_si512();
+                for c in 0..2 {
+                    let x_lo = halves(128 * c, 128 * c + 64);
+                    let x_hi = halves(128 * c + 32, 128 * c + 96);
+                    sum = _mm512_add_epi32(
+                        sum,
+                        _mm512_add_epi32(
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(q[c][0], x_lo), sc[c][0]),
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(q[c][1], x_hi), sc[c][1]),
+                        ),
+                    );
+                }
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.d * d), _mm512_cvtepi32_ps(sum), acc[r]);
+            }
         }
-        _mm512_reduce_add_ps(acc) - hsum128(acc_min)
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum128(acc_min[r]))
     }
 
     /// Q6_K: one 128-value half per step. Its 64 `ql` bytes give values 0-63 (low nibbles)
     /// and 64-127 (high nibbles) of the half in order, each joined with two bits of `qh`
     /// shifted per 256-bit lane; each product lane takes its 16-value group's scale.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub unsafe fn dot_q6k_avx512(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    pub unsafe fn dot_q6k_avx512<const R: usize>(w: &[BlockQ6K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
         const INDEX: [[u16; 32]; 4] = [
             lane_index([0, 1, 2, 3], 8),
             lane_index([4, 5, 6, 7], 8),
@@ -469,14 +485,15 @@ mod simd {
         let shift_high = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
         let low4 = _mm512_set1_epi8(0x0F);
         let two_bits = _mm512_set1_epi8(3);
-        let mut acc = _mm512_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (b, w) in w.iter().enumerate() {
             prefetch_ahead(w);
+            let d = w.d.to_f32();
             let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.scales.as_ptr().cast()));
-            let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
-            let scales16 = _mm512_castsi256_si512(scales16);
-            let mut sum = _mm512_setzero_si512();
+            let scales512 = _mm512_castsi256_si512(scales16);
+            // [half][low, high] values (0..63, stored plus 32) with the matching scale lanes.
+            let mut q = [[_mm512_setzero_si512(); 2]; 2];
+            let mut sc = [[_mm512_setzero_si512(); 2]; 2];
             for half in 0..2 {
                 let ql = _mm512_loadu_si512(w.ql.as_ptr().add(64 * half).cast());
                 let qh =
@@ -484,45 +501,56 @@ mod simd {
                 let high = |shift: __m512i| {
                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift), two_bits), 4)
                 };
-                let q_low = _mm512_or_si512(_mm512_and_si512(ql, low4), high(shift_low));
-                let q_high = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                    high(shift_high),
-                );
-                let x_low = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half).cast());
-                let x_high = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half + 64).cast());
-                let s_low = _mm512_permutexvar_epi16(index[2 * half], scales16);
-                let s_high = _mm512_permutexvar_epi16(index[2 * half + 1], scales16);
-                sum = _mm512_add_epi32(
-                    sum,
-                    _mm512_add_epi32(
-                        _mm512_madd_epi16(_mm512_maddubs_epi16(q_low, x_low), s_low),
-                        _mm512_madd_epi16(_mm512_maddubs_epi16(q_high, x_high), s_high),
+                q[half] = [
+                    _mm512_or_si512(_mm512_and_si512(ql, low4), high(shift_low)),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                        high(shift_high),
                     ),
-                );
+                ];
+                sc[half] = [
+                    _mm512_permutexvar_epi16(index[2 * half], scales512),
+                    _mm512_permutexvar_epi16(index[2 * half + 1], scales512),
+                ];
             }
-            let sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(offset));
-            acc = _mm512_fmadd_ps(
-                _mm512_set1_ps(x.d * w.d.to_f32()),
-                _mm512_cvtepi32_ps(sum),
-                acc,
-            );
+            for r in 0..R {
+                let x = &xs[r][b];
+                // Values are stored plus 32: subtract 32 · Σ scale[s] · (sum of sub-block s).
+                let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+                let mut sum = _mm512_setzero_si512();
+                for half in 0..2 {
+                    let x_low = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half).cast());
+                    let x_high = _mm512_loadu_si512(x.qs.as_ptr().add(128 * half + 64).cast());
+                    sum = _mm512_add_epi32(
+                        sum,
+                        _mm512_add_epi32(
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(q[half][0], x_low), sc[half][0]),
+                            _mm512_madd_epi16(
+                                _mm512_maddubs_epi16(q[half][1], x_high),
+                                sc[half][1],
+                            ),
+                        ),
+                    );
+                }
+                let sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(offset));
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.d * d), _mm512_cvtepi32_ps(sum), acc[r]);
+            }
         }
-        _mm512_reduce_add_ps(acc)
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q6k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    pub unsafe fn dot_q6k<const R: usize>(w: &[BlockQ6K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
         let low4 = _mm256_set1_epi8(0x0F);
         let two_bits = _mm256_set1_epi8(3);
-        let mut acc = _mm256_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, w) in w.iter().enumerate() {
             prefetch_ahead(w);
-            // Values are stored plus 32: subtract 32 · Σ scale[s] · (sum of sub-block s).
+            let d = w.d.to_f32();
             let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.scales.as_ptr().cast()));
-            let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
-            let mut sum = _mm256_setzero_si256();
+            // The 256 values (0..63, stored plus 32) in eight runs of 32, in order.
+            let mut q = [_mm256_setzero_si256(); 8];
             for half in 0..2 {
                 let ql0 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * half).cast());
                 let ql1 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * half + 32).cast());
@@ -536,30 +564,36 @@ mod simd {
                     };
                     _mm256_slli_epi16(_mm256_and_si256(bits, two_bits), 4)
                 };
-                let quads = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, low4), high(2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(6)),
-                ];
-                for (i, q) in quads.into_iter().enumerate() {
-                    let base = 128 * half + 32 * i;
-                    let xq = _mm256_loadu_si256(x.qs.as_ptr().add(base).cast());
-                    let s = base / 16;
-                    let scales = scale_pair(i16::from(w.scales[s]), i16::from(w.scales[s + 1]));
+                q[4 * half] = _mm256_or_si256(_mm256_and_si256(ql0, low4), high(0));
+                q[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), high(2));
+                q[4 * half + 2] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), high(4));
+                q[4 * half + 3] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), high(6));
+            }
+            for r in 0..R {
+                let x = &xs[r][b];
+                // Values are stored plus 32: subtract 32 · Σ scale[s] · (sum of sub-block s).
+                let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+                let mut sum = _mm256_setzero_si256();
+                for (i, q) in q.iter().enumerate() {
+                    let xq = _mm256_loadu_si256(x.qs.as_ptr().add(32 * i).cast());
+                    let scales =
+                        scale_pair(i16::from(w.scales[2 * i]), i16::from(w.scales[2 * i + 1]));
                     sum = _mm256_add_epi32(
                         sum,
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), scales),
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(*q, xq), scales),
                     );
                 }
+                acc[r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(x.d * d),
+                    _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, offset)),
+                    acc[r],
+                );
             }
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(x.d * w.d.to_f32()),
-                _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, offset)),
-                acc,
-            );
         }
-        hsum(acc)
+        std::array::from_fn(|r| hsum(acc[r]))
     }
 }
 
@@ -584,10 +618,60 @@ pub fn gemv_many(matrices: &[KQuantMatrix], x: &[f32]) -> Vec<Vec<f32>> {
         .collect();
     tasks.into_par_iter().for_each(|(m, first, out)| {
         for (i, y) in out.iter_mut().enumerate() {
-            *y = m.row_dot(first + i, &xq);
+            [*y] = m.row_dots(first + i, [&xq]);
         }
     });
     outputs
+}
+
+/// Activation rows multiplied together against each weight row: its blocks are decoded once
+/// for this many rows, which stay in registers.
+const ROWS_PER_DECODE: usize = 8;
+
+/// Bytes of quantised activation rows a prompt product keeps in cache at a time.
+const X_TILE_BYTES: usize = 256 << 10;
+
+/// `X W^T` for `x` holding `m` rows of `matrix.cols` values; the result is `m × matrix.rows`,
+/// row-major. Row `i` of the result equals `gemv_many(&[matrix], x_i)` bit for bit.
+pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let (n, k) = (matrix.rows, matrix.cols);
+    debug_assert_eq!(x.len(), m * k);
+    let xq = quantize_q8k(x);
+    let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(k / QK_K).collect();
+    // Weight-row-major while computing, so each task writes one contiguous run.
+    let mut by_weight_row = vec![0f32; n * m];
+    // A task's weight rows are multiplied with one tile of activation rows after another, so
+    // that both stay in the core's cache (a long row of 35 blocks times 600 prompt tokens
+    // would not).
+    let tile = (X_TILE_BYTES / (k / QK_K * std::mem::size_of::<BlockQ8K>())).max(ROWS_PER_DECODE);
+    by_weight_row
+        .par_chunks_mut(ROWS_PER_TASK * m)
+        .enumerate()
+        .for_each(|(task, out)| {
+            for (t, tile_rows) in x_rows.chunks(tile).enumerate() {
+                for (i, out) in out.chunks_exact_mut(m).enumerate() {
+                    let row = task * ROWS_PER_TASK + i;
+                    let out = &mut out[t * tile..t * tile + tile_rows.len()];
+                    let mut groups = tile_rows.chunks_exact(ROWS_PER_DECODE);
+                    let mut outs = out.chunks_exact_mut(ROWS_PER_DECODE);
+                    for (group, out) in (&mut groups).zip(&mut outs) {
+                        let xs: [&[BlockQ8K]; ROWS_PER_DECODE] =
+                            group.try_into().expect("a full group");
+                        out.copy_from_slice(&matrix.row_dots(row, xs));
+                    }
+                    for (x, y) in groups.remainder().iter().zip(outs.into_remainder()) {
+                        [*y] = matrix.row_dots(row, [x]);
+                    }
+                }
+            }
+        });
+    let mut out = vec![0f32; m * n];
+    for (row, column) in by_weight_row.chunks_exact(m).enumerate() {
+        for (i, v) in column.iter().enumerate() {
+            out[i * n + row] = *v;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -721,14 +805,18 @@ mod tests {
             let (r4, r6) = (dot_q4k_scalar(&w4, &x), dot_q6k_scalar(&w6, &x));
             if level != simd::Level::None {
                 // SAFETY: AVX2 and FMA are available (checked by `level`).
-                let (s4, s6) = unsafe { (simd::dot_q4k(&w4, &x), simd::dot_q6k(&w6, &x)) };
+                let ([s4], [s6]) = unsafe { (simd::dot_q4k(&w4, [&x]), simd::dot_q6k(&w6, [&x])) };
                 assert!(close(s4, r4), "avx2 q4k seed {seed}: {s4} vs {r4}");
                 assert!(close(s6, r6), "avx2 q6k seed {seed}: {s6} vs {r6}");
             }
             if level == simd::Level::Avx512 {
                 // SAFETY: AVX-512 F/BW are available (checked by `level`).
-                let (s4, s6) =
-                    unsafe { (simd::dot_q4k_avx512(&w4, &x), simd::dot_q6k_avx512(&w6, &x)) };
+                let ([s4], [s6]) = unsafe {
+                    (
+                        simd::dot_q4k_avx512(&w4, [&x]),
+                        simd::dot_q6k_avx512(&w6, [&x]),
+                    )
+                };
                 assert!(close(s4, r4), "avx512 q4k seed {seed}: {s4} vs {r4}");
                 assert!(close(s6, r6), "avx512 q6k seed {seed}: {s6} vs {r6}");
             }
@@ -753,6 +841,16 @@ mod tests {
         assert!(KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4[1..]).is_none());
         let x = activations(cols, 4);
         let out = gemv_many(&[m4, m6], &x);
+        // The prompt path: every row of an 11-row product (a group of 8 and a remainder of 3)
+        // must equal the decoding path's result exactly.
+        let xs = activations(cols * 11, 5);
+        for m in [m4, m6] {
+            let product = gemm(&m, &xs, 11);
+            for (i, x) in xs.chunks_exact(cols).enumerate() {
+                let single = &gemv_many(&[m], x)[0];
+                assert_eq!(&product[i * rows..(i + 1) * rows], &single[..], "row {i}");
+            }
+        }
         let xq = quantize_q8k(&x);
         for r in 0..rows {
             assert!(close(out[0][r], dot_q4k_scalar(&w4[2 * r..2 * r + 2], &xq)));

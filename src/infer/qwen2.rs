@@ -209,25 +209,31 @@ impl QLinear {
         }
     }
 
-    /// `x W^T` for each of `linears` (which share `x`), in one parallel region when `x` is a
-    /// single row and every matrix has a k-quant kernel.
+    /// `x W^T` for each of `linears` (which share `x`). With k-quant kernels for every matrix,
+    /// a single row runs all products in one parallel region, and several rows give each row
+    /// exactly the single-row result (so a prompt and a decoding step agree bit for bit).
     fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        let dims = x.dims().to_vec();
-        let single_row = dims[..dims.len() - 1].iter().product::<usize>() == 1;
-        let matrices: Option<Vec<_>> = if single_row {
-            linears.iter().map(|l| l.matrix()).collect()
-        } else {
-            None
-        };
+        let matrices: Option<Vec<_>> = linears.iter().map(|l| l.matrix()).collect();
         let Some(matrices) = matrices else {
             return linears.iter().map(|l| l.matmul.forward(x)).collect();
         };
+        let dims = x.dims().to_vec();
+        let rows = dims[..dims.len() - 1].iter().product::<usize>();
         let input = x.flatten_all()?.to_vec1::<f32>()?;
-        kquant::gemv_many(&matrices, &input)
+        let outputs = if rows == 1 {
+            kquant::gemv_many(&matrices, &input)
+        } else {
+            matrices
+                .iter()
+                .map(|m| kquant::gemm(m, &input, rows))
+                .collect()
+        };
+        outputs
             .into_iter()
-            .map(|out| {
+            .zip(&matrices)
+            .map(|(out, m)| {
                 let mut shape = dims.clone();
-                *shape.last_mut().expect("a tensor with dimensions") = out.len();
+                *shape.last_mut().expect("a tensor with dimensions") = m.rows;
                 Tensor::from_vec(out, shape, x.device())
             })
             .collect()

@@ -1,0 +1,128 @@
+//! Replays chat requests through precis' LLM engine and prints timings as JSON: the precis
+//! side of `scripts/bench.sh`, the counterpart of `scripts/llama_run.py` for llama.cpp (same
+//! request file, same fields).
+//!
+//! ```text
+//! cargo bench --bench llm -- --model FILE.gguf --requests requests.json [--threads N] [--max-tokens N]
+//! ```
+//!
+//! Each request is `{"name", "messages": [{"role", "content"}], "max_tokens"}`; decoding is
+//! greedy with no repetition guard (llama_run.py turns llama.cpp's penalties off too), and
+//! every request starts from an empty KV cache.
+
+use candle_core::Device;
+use precis::engines::{self, ChatMessage, GenerateOptions, LlmEngine};
+use precis::tokenize::Role;
+use serde_json::{json, Value};
+use std::num::NonZeroUsize;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn messages(request: &Value) -> Vec<ChatMessage> {
+    request["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let role = match m["role"].as_str().expect("role") {
+                "system" => Role::System,
+                "assistant" => Role::Assistant,
+                _ => Role::User,
+            };
+            ChatMessage::new(role, m["content"].as_str().expect("content"))
+        })
+        .collect()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut model, mut requests, mut threads, mut max_tokens) = (None, None, None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--model" => model = args.next(),
+            "--requests" => requests = args.next(),
+            "--threads" => threads = args.next().and_then(|t| t.parse::<NonZeroUsize>().ok()),
+            "--max-tokens" => max_tokens = args.next().and_then(|t| t.parse::<usize>().ok()),
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let (Some(model), Some(requests)) = (model, requests) else {
+        eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N]");
+        std::process::exit(2);
+    };
+    if let Some(n) = threads {
+        engines::set_cpu_threads(n);
+    }
+    let requests: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&requests).expect("requests file"))
+            .expect("requests JSON");
+
+    let started = Instant::now();
+    let mut engine = LlmEngine::load(model.as_ref(), &Device::Cpu).expect("model");
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let mut results = Vec::new();
+    let (mut prompt_tokens, mut generated_tokens, mut prompt_ms, mut generate_ms) =
+        (0, 0, 0.0, 0.0);
+    for request in &requests {
+        let opts = GenerateOptions {
+            max_new_tokens: max_tokens
+                .or(request["max_tokens"].as_u64().map(|n| n as usize))
+                .unwrap_or(256),
+            repetition: None,
+        };
+        let wall = Instant::now();
+        let out = engine
+            .generate(&messages(request), &opts, |_| ControlFlow::Continue(()))
+            .expect("generation");
+        let s = &out.stats;
+        let (p_ms, g_ms) = (
+            s.prompt_time.as_secs_f64() * 1e3,
+            s.generation_time.as_secs_f64() * 1e3,
+        );
+        prompt_tokens += s.prompt_tokens;
+        generated_tokens += s.generated_tokens;
+        prompt_ms += p_ms;
+        generate_ms += g_ms;
+        results.push(json!({
+            "name": request["name"],
+            "prompt_tokens": s.prompt_tokens,
+            "generated_tokens": s.generated_tokens,
+            "stop_reason": format!("{:?}", out.stop),
+            "prompt_ms": p_ms,
+            "generate_ms": g_ms,
+            "wall_ms": wall.elapsed().as_secs_f64() * 1e3,
+            "prompt_tokens_per_s": s.prompt_tokens_per_s(),
+            "generated_tokens_per_s": s.generation_tokens_per_s(),
+            "text": out.text,
+        }));
+    }
+    let report = json!({
+        "engine": "precis",
+        "threads": engines::cpu_threads(),
+        "load_ms": load_ms,
+        "requests": results,
+        "totals": {
+            "prompt_tokens": prompt_tokens,
+            "generated_tokens": generated_tokens,
+            "prompt_ms": prompt_ms,
+            "generate_ms": generate_ms,
+            "prompt_tokens_per_s": prompt_tokens as f64 / (prompt_ms / 1e3),
+            // As in DecodeStats: the first generated token comes with the prompt pass.
+            "generated_tokens_per_s": (generated_tokens.saturating_sub(results.len())) as f64 / (generate_ms / 1e3),
+        },
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Speed of precis next to llama.cpp on the same GGUF, the same prompts and the same thread
+# count, run interleaved (precis, llama.cpp, precis, ...) so that both see the same machine.
+#
+#   scripts/bench.sh [--model ID] [--runs N] [--threads N] [--max-tokens N] [--article FILE]
+#                    [--out DIR] [--no-e2e]
+#
+# Needs: a release build of precis (built here), the model in the cache (`precis models fetch`),
+# gcc with OpenMP (memory bandwidth), and llama-cpp-python in the Python named by $LLAMA_PYTHON
+# (default /work/venv-llama/bin/python; see scripts/README-llama.md).
+#
+# Prints, and writes to DIR/summary.md and DIR/summary.json:
+# - the machine (CPU model, cores, load) and its streaming read bandwidth with the same threads;
+# - single prompt (the article in one request, greedy, max tokens): load time, prompt and
+#   generated tokens/s, peak RSS: median [min-max] per engine and the precis/llama.cpp ratio;
+#   whether the two greedy outputs are identical;
+# - the bound memory puts on generation: bandwidth / bytes of weights read per token;
+# - end to end: `precis run ARTICLE` wall time and peak RSS, translation and summary separately,
+#   and the same pipeline requests (`--save-requests`) replayed through llama.cpp.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+model=qwen2.5-coder-1.5b-instruct
+runs=3
+threads=2
+max_tokens=200
+article=examples/alaska-summit.fr.txt
+out=target/bench
+e2e=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --model) model=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --max-tokens) max_tokens=$2; shift 2 ;;
+        --article) article=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --no-e2e) e2e=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+python=${LLAMA_PYTHON:-/work/venv-llama/bin/python}
+if ! "$python" -c 'import llama_cpp' 2>/dev/null; then
+    echo "bench.sh: llama-cpp-python is not importable from $python (set LLAMA_PYTHON; see scripts/README-llama.md)" >&2
+    exit 2
+fi
+mkdir -p "$out"
+
+cargo build --release --quiet
+cargo bench --bench llm --no-run --quiet 2>/dev/null
+precis=${CARGO_TARGET_DIR:-target}/release/precis
+replay=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/llm-* | grep -v '\.d$' | head -1)
+gguf=$("$precis" --offline models path "$model")
+
+echo "== machine"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo "$cpu, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+gcc -O3 -march=native -fopenmp scripts/membw.c -o "$out/membw"
+bandwidth=$(OMP_NUM_THREADS=$threads "$out/membw")
+echo "streaming read, $threads threads: $bandwidth GB/s"
+
+python3 - "$article" "$max_tokens" > "$out/requests.json" <<'EOF'
+import json, sys
+article = open(sys.argv[1], encoding="utf-8").read()
+system = ("You are a professional translator. Translate the user's French text into English. "
+          "Output only the translation.")
+print(json.dumps([{"name": "article", "max_tokens": int(sys.argv[2]),
+                   "messages": [{"role": "system", "content": system},
+                                {"role": "user", "content": article}]}], ensure_ascii=False))
+EOF
+
+echo "== single prompt: $runs runs each, interleaved, $threads threads, up to $max_tokens tokens"
+for i in $(seq 1 "$runs"); do
+    "$replay" --model "$gguf" --requests "$out/requests.json" --threads "$threads" > "$out/precis-$i.json"
+    "$python" scripts/llama_run.py --model "$gguf" --requests "$out/requests.json" \
+        --threads "$threads" > "$out/llama-$i.json" 2> "$out/llama-$i.log"
+    echo "run $i done"
+done
+
+if [ "$e2e" = 1 ]; then
+    echo "== end to end: precis run $article, then its requests through llama.cpp"
+    /usr/bin/time -f '%e %M' -o "$out/e2e-time.txt" \
+        "$precis" --offline --quiet run "$article" --format json --threads "$threads" \
+        --save-requests "$out/e2e-requests.json" > "$out/e2e-precis.json"
+    "$python" scripts/llama_run.py --model "$gguf" --requests "$out/e2e-requests.json" \
+        --threads "$threads" > "$out/e2e-llama.json" 2> "$out/e2e-llama.log"
+fi
+
+python3 - "$out" "$runs" "$bandwidth" "$gguf" "$cpu" "$threads" "$e2e" <<'EOF'
+import json, os, statistics, sys
+out, runs, bandwidth, gguf, cpu, threads, e2e = sys.argv[1:]
+runs, bandwidth, threads = int(runs), float(bandwidth), int(threads)
+load = lambda p: json.load(open(os.path.join(out, p)))
+precis = [load(f"precis-{i}.json") for i in range(1, runs + 1)]
+llama = [load(f"llama-{i}.json") for i in range(1, runs + 1)]
+figures = {
+    "load (ms)": lambda r: r["load_ms"],
+    "prompt tokens/s": lambda r: r["totals"]["prompt_tokens_per_s"],
+    "generated tokens/s": lambda r: r["totals"]["generated_tokens_per_s"],
+    "peak RSS (MiB)": lambda r: r["peak_rss_mib"],
+}
+lines = [f"Machine: {cpu}, {os.cpu_count()} cores; {threads} threads; streaming read {bandwidth} GB/s.",
+         f"Single prompt: {precis[0]['totals']['prompt_tokens']} prompt tokens, "
+         f"{precis[0]['totals']['generated_tokens']} generated (precis) / "
+         f"{llama[0]['totals']['generated_tokens']} (llama.cpp); {runs} interleaved runs each.", "",
+         "| figure | precis median [min-max] | llama.cpp median [min-max] | precis / llama.cpp |",
+         "| --- | --- | --- | --- |"]
+summary = {"bandwidth_gb_s": bandwidth, "threads": threads, "figures": {}}
+for name, get in figures.items():
+    a, b = [get(r) for r in precis], [get(r) for r in llama]
+    ma, mb = statistics.median(a), statistics.median(b)
+    # For times and memory, lower is better: the ratio says how many times better precis is.
+    ratio = mb / ma if ("ms" in name or "MiB" in name) else ma / mb
+    summary["figures"][name] = {"precis": a, "llama.cpp": b, "ratio": ratio}
+    lines.append(f"| {name} | {ma:.1f} [{min(a):.1f}-{max(a):.1f}] | {mb:.1f} [{min(b):.1f}-{max(b):.1f}] | {ratio:.2f}x |")
+lines.append("")
+lines.append("Ratios are oriented so that above 1 means precis is better (faster, or less memory).")
+texts_p = {r["requests"][0]["text"] for r in precis}
+texts_l = {r["requests"][0]["text"] for r in llama}
+tp, tl = precis[0]["requests"][0]["text"], llama[0]["requests"][0]["text"]
+if tp == tl:
+    same = "identical"
+else:
+    first = next((i for i, (x, y) in enumerate(zip(tp, tl)) if x != y), min(len(tp), len(tl)))
+    same = f"different from character {first} on: precis '{tp[first:first+40]}' / llama.cpp '{tl[first:first+40]}'"
+lines.append(f"Greedy outputs: {same} (distinct outputs across runs: precis {len(texts_p)}, llama.cpp {len(texts_l)}).")
+summary["greedy_outputs"] = same
+weights = os.path.getsize(gguf)
+bound = bandwidth * 1e9 / weights
+lines.append(f"Memory bound on generation: {bandwidth} GB/s / {weights / 2**30:.2f} GiB of weights per token "
+             f"= {bound:.1f} tokens/s (precis reaches {summary['figures']['generated tokens/s']['precis'][0] / bound:.0%} of it in run 1).")
+summary["generation_bound_tokens_s"] = bound
+if e2e == "1":
+    wall, rss_kib = open(os.path.join(out, "e2e-time.txt")).read().split()
+    p = load("e2e-precis.json")
+    t = p.get("timings", {})
+    l = load("e2e-llama.json")["totals"]
+    lines += ["", "End to end (`precis run`, one run):", "",
+              "| | precis | llama.cpp (same requests) |", "| --- | --- | --- |",
+              f"| wall (s) | {float(wall):.1f} | {l['wall_ms_including_load'] / 1e3:.1f} |",
+              f"| translation (s) | {t.get('translate_ms', 0) / 1e3:.1f} | |",
+              f"| summary (s) | {t.get('summarize_ms', 0) / 1e3:.1f} | |",
+              f"| prompt / generated tokens | {t.get('prompt_tokens')} / {t.get('generated_tokens')} | {l['prompt_tokens']} / {l['generated_tokens']} |",
+              f"| peak RSS (MiB) | {int(rss_kib) / 1024:.0f} | {load('e2e-llama.json')['peak_rss_mib']:.0f} |"]
+    summary["e2e"] = {"precis_wall_s": float(wall), "precis_peak_rss_mib": int(rss_kib) / 1024,
+                      "precis_timings": t, "llama_totals": l}
+text = "\n".join(lines)
+print(text)
+open(os.path.join(out, "summary.md"), "w").write(text + "\n")
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
+EOF
