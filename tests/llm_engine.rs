@@ -39,6 +39,45 @@ fn streams_the_same_text_it_returns() {
 }
 
 #[test]
+fn a_shared_prefix_is_reused_without_changing_the_answer() {
+    let Some(path) = llm_common::qwen05() else {
+        return;
+    };
+    let system = ChatMessage::system(
+        "You are a professional translator. Translate the user's French text into English. \
+         Output only the translation.",
+    );
+    let first = [
+        system.clone(),
+        ChatMessage::user("Le sommet s'est tenu à Anchorage."),
+    ];
+    let second = [
+        system,
+        ChatMessage::user("Moscou garde la porte ouverte à un accord."),
+    ];
+    let opts = GenerateOptions {
+        max_new_tokens: 24,
+        ..GenerateOptions::default()
+    };
+    let mut warm = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    warm.generate(&first, &opts, |_| ControlFlow::Continue(()))
+        .unwrap();
+    let reused = warm
+        .generate(&second, &opts, |_| ControlFlow::Continue(()))
+        .unwrap();
+    let mut fresh = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let recomputed = fresh
+        .generate(&second, &opts, |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(
+        reused.tokens, recomputed.tokens,
+        "{:?} vs {:?}",
+        reused.text, recomputed.text
+    );
+    assert!(!reused.tokens.is_empty());
+}
+
+#[test]
 fn max_tokens_and_cancellation() {
     let Some(path) = llm_common::qwen05() else {
         return;

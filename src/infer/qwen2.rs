@@ -211,7 +211,7 @@ impl QLinear {
 
     /// `x W^T` for each of `linears` (which share `x`). With k-quant kernels for every matrix,
     /// a single row runs all products in one parallel region, and several rows give each row
-    /// exactly the single-row result (so a prompt and a decoding step agree bit for bit).
+    /// exactly its single-row result.
     fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let matrices: Option<Vec<_>> = linears.iter().map(|l| l.matrix()).collect();
         let Some(matrices) = matrices else {
@@ -302,8 +302,9 @@ impl KvCache {
     }
 }
 
-/// Attention of one query position over the whole cache, head by head on rayon's threads.
-/// `q` is `[head][dim]`; head `h` reads KV head `h / (heads / kv heads)`.
+/// Attention of one query position over the whole cache. `q` is `[head][dim]`; the query heads
+/// sharing a KV head (head `h` reads KV head `h / (heads / kv heads)`) are done together, so
+/// each cached key and value is read once per KV head, and the KV heads run on rayon's threads.
 fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let width = n_kv * hd;
@@ -311,26 +312,40 @@ fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: 
     let n_rep = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; n_head * hd];
-    out.par_chunks_mut(hd).enumerate().for_each(|(h, out)| {
-        let q = &q[h * hd..(h + 1) * hd];
-        let kv = (h / n_rep) * hd;
-        let mut scores: Vec<f32> = (0..positions)
-            .map(|p| dot(q, &cache.keys[p * width + kv..p * width + kv + hd]) * scale)
-            .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0f32;
-        for s in &mut scores {
-            *s = (*s - max).exp();
-            total += *s;
-        }
-        for (p, weight) in scores.iter().enumerate() {
-            let v = &cache.values[p * width + kv..p * width + kv + hd];
-            let weight = weight / total;
-            for (o, v) in out.iter_mut().zip(v) {
-                *o += weight * v;
+    out.par_chunks_mut(n_rep * hd)
+        .enumerate()
+        .for_each(|(kv, out)| {
+            let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
+            let range = |p: usize| p * width + kv * hd..p * width + (kv + 1) * hd;
+            // scores[r][p] for query head r of this group.
+            let mut scores = vec![0f32; n_rep * positions];
+            for p in 0..positions {
+                let key = &cache.keys[range(p)];
+                for (r, query) in queries.chunks_exact(hd).enumerate() {
+                    scores[r * positions + p] = dot(query, key) * scale;
+                }
             }
-        }
-    });
+            for row in scores.chunks_exact_mut(positions) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                for s in row.iter_mut() {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                for s in row.iter_mut() {
+                    *s /= total;
+                }
+            }
+            for p in 0..positions {
+                let value = &cache.values[range(p)];
+                for (r, out) in out.chunks_exact_mut(hd).enumerate() {
+                    let weight = scores[r * positions + p];
+                    for (o, v) in out.iter_mut().zip(value) {
+                        *o += weight * v;
+                    }
+                }
+            }
+        });
     out
 }
 
@@ -470,7 +485,8 @@ pub struct Qwen2 {
     sin: Tensor,
     config: Qwen2Config,
     device: Device,
-    cached: usize,
+    /// The tokens whose keys and values the cache holds, in position order.
+    cached_ids: Vec<u32>,
 }
 
 impl Qwen2 {
@@ -536,7 +552,7 @@ impl Qwen2 {
             sin,
             config,
             device: device.clone(),
-            cached: 0,
+            cached_ids: Vec::new(),
         })
     }
 
@@ -548,17 +564,17 @@ impl Qwen2 {
         for layer in &mut self.layers {
             layer.attn.truncate_cache(position);
         }
-        self.cached = position;
+        self.cached_ids.truncate(position);
         let mut logits = None;
         for chunk in tokens.chunks(PROMPT_CHUNK) {
             logits = Some(self.forward_chunk(chunk)?);
-            self.cached += chunk.len();
+            self.cached_ids.extend_from_slice(chunk);
         }
         logits.ok_or(InferError::EmptyPrompt)
     }
 
     fn forward_chunk(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
-        let (pos, seq) = (self.cached, tokens.len());
+        let (pos, seq) = (self.cached_ids.len(), tokens.len());
         let mut x = self.embedding.forward(tokens, &self.device)?;
         let mask = if seq > 1 {
             let kv_len = pos + seq;
@@ -587,12 +603,15 @@ impl Qwen2 {
 }
 
 impl CausalLm for Qwen2 {
-    /// A `position` below the cached length rewinds the cache (a shared prefix is kept).
+    /// A `position` below the cached length rewinds the cache. Tokens that the cache already
+    /// holds at their positions are not computed again (all but the last, whose logits are
+    /// returned): requests that share a prefix, such as a system prompt, pay for it once.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
-        if position > self.cached {
+        let cached = self.cached_ids.len();
+        if position > cached {
             return Err(InferError::Position {
                 got: position,
-                cached: self.cached,
+                cached,
             });
         }
         let end = position + tokens.len();
@@ -602,13 +621,19 @@ impl CausalLm for Qwen2 {
                 context: self.config.context_length,
             });
         }
-        let result = self.run(tokens, position);
+        let known = self.cached_ids[position..]
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(tokens.len().saturating_sub(1));
+        let result = self.run(&tokens[known..], position + known);
         if result.is_err() {
             // Some layers may have cached part of the failed pass: only a fresh start is safe.
             for layer in &mut self.layers {
                 layer.attn.cache.clear();
             }
-            self.cached = 0;
+            self.cached_ids.clear();
         }
         result
     }
