@@ -123,7 +123,7 @@ fn cast_blocks<T: Copy>(bytes: &[u8]) -> &[T] {
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
 }
 
-/// Quantises `x` (a multiple of 256 long) to Q8_K blocks, as ggml's `quantize_row_q8_K`.
+/// Quantises `x` (a multiple of 256 long) to Q8_K blocks, as ggml's `quantize_row_q8_K_ref`.
 pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
     x.chunks_exact(QK_K)
         .map(|chunk| {
@@ -142,7 +142,8 @@ pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
             if amax == 0.0 {
                 return block;
             }
-            let iscale = -128.0 / max;
+            // ggml's current rule (-127, not -128: its IQ kernels need the symmetric range).
+            let iscale = -127.0 / max;
             for (q, &v) in block.qs.iter_mut().zip(chunk) {
                 *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
             }
@@ -736,8 +737,8 @@ mod tests {
         for (block, chunk) in q.iter().zip(x.chunks_exact(QK_K)) {
             let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
             let i = chunk.iter().position(|v| v.abs() == amax).unwrap();
-            // The first largest magnitude maps to -128 (ggml quantises with iscale = -128 / max).
-            assert_eq!(block.qs[i], -128);
+            // The first largest magnitude maps to -127 (iscale = -127 / max).
+            assert_eq!(block.qs[i], -127);
             for (j, group) in block.qs.chunks_exact(16).enumerate() {
                 assert_eq!(
                     block.bsums[j],
@@ -745,9 +746,7 @@ mod tests {
                 );
             }
             for (&q, &v) in block.qs.iter().zip(chunk) {
-                // Rounded to nearest, except +128 (the opposite of the maximum) clamped to 127.
-                let step = if q == 127 { 1.0 } else { 0.5 };
-                assert!((f32::from(q) * block.d - v).abs() <= block.d.abs() * step + 1e-6);
+                assert!((f32::from(q) * block.d - v).abs() <= block.d.abs() * 0.5 + 1e-6);
             }
         }
         assert!(quantize_q8k(&[0.0; 256])[0].qs.iter().all(|&q| q == 0));
