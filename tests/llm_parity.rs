@@ -188,9 +188,13 @@ fn greedy_parity(path: PathBuf, fixture_name: &str) {
         }
         if got != want {
             let margin = top5[0].1 - top5[1].1;
-            let tied = [top5[0].0, top5[1].0];
+            // Any token llama.cpp scores within the margin of its best is a tie (three-way
+            // ties occur: 14.68 / 14.63 / 14.56 at step 20 of greedy_qwen05.json).
+            let tied = top5
+                .iter()
+                .any(|&(id, logit)| id == got && top5[0].1 - logit <= TIE_MARGIN);
             assert!(
-                margin <= TIE_MARGIN && tied.contains(&got),
+                tied,
                 "step {i}: generated {got}, llama.cpp {want} with a top-2 margin of {margin}; \
                  llama.cpp's top 5 {top5:?}, our logits for them {:?}",
                 ours[i]

@@ -18,33 +18,33 @@ pub const QK_K: usize = 256;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct BlockQ4K {
-    d: f16,
-    dmin: f16,
+    pub(crate) d: f16,
+    pub(crate) dmin: f16,
     /// Eight 6-bit scales and eight 6-bit mins, packed.
-    scales: [u8; 12],
+    pub(crate) scales: [u8; 12],
     /// 256 nibbles: byte `32 j + l` holds value `64 j + l` (low) and `64 j + 32 + l` (high).
-    qs: [u8; QK_K / 2],
+    pub(crate) qs: [u8; QK_K / 2],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct BlockQ6K {
     /// Low four bits of each value.
-    ql: [u8; QK_K / 2],
+    pub(crate) ql: [u8; QK_K / 2],
     /// High two bits of each value.
-    qh: [u8; QK_K / 4],
+    pub(crate) qh: [u8; QK_K / 4],
     /// One scale per 16 values.
-    scales: [i8; QK_K / 16],
-    d: f16,
+    pub(crate) scales: [i8; QK_K / 16],
+    pub(crate) d: f16,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct BlockQ8K {
-    d: f32,
-    qs: [i8; QK_K],
+    pub(crate) d: f32,
+    pub(crate) qs: [i8; QK_K],
     /// Sums of each 16 consecutive `qs`.
-    bsums: [i16; QK_K / 16],
+    pub(crate) bsums: [i16; QK_K / 16],
 }
 
 const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
@@ -104,11 +104,15 @@ impl<'a> KQuantMatrix<'a> {
         self.cols / QK_K * self.format.block_bytes()
     }
 
+    /// The blocks of weight row `row`.
+    pub(crate) fn row<T: Copy>(&self, row: usize) -> &[T] {
+        cast_blocks(&self.bytes[row * self.row_bytes()..(row + 1) * self.row_bytes()])
+    }
+
     fn row_dots<const R: usize>(&self, row: usize, xs: [&[BlockQ8K]; R]) -> [f32; R] {
-        let bytes = &self.bytes[row * self.row_bytes()..(row + 1) * self.row_bytes()];
         match self.format {
-            KQuant::Q4K => dot_q4k(cast_blocks(bytes), xs),
-            KQuant::Q6K => dot_q6k(cast_blocks(bytes), xs),
+            KQuant::Q4K => dot_q4k(self.row(row), xs),
+            KQuant::Q6K => dot_q6k(self.row(row), xs),
         }
     }
 }
@@ -157,7 +161,7 @@ pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
 }
 
 /// The eight (scale, min) pairs of a Q4_K block (ggml's `get_scale_min_k4`).
-fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+pub(crate) fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut scales = [0; 8];
     let mut mins = [0; 8];
     for j in 0..8 {
@@ -632,13 +636,29 @@ const ROWS_PER_DECODE: usize = 8;
 /// Bytes of quantised activation rows a prompt product keeps in cache at a time.
 const X_TILE_BYTES: usize = 256 << 10;
 
+/// Activation rows from which a product goes through the tiled kernels when the CPU has them:
+/// below, unpacking the tiles costs more than it saves.
+const TILED_FROM_ROWS: usize = 16;
+
 /// `X W^T` for `x` holding `m` rows of `matrix.cols` values; the result is `m × matrix.rows`,
-/// row-major. Row `i` of the result equals `gemv_many(&[matrix], x_i)` bit for bit.
+/// row-major. Prompt-sized products use the tiled AVX-512 VNNI kernels where the CPU has them;
+/// otherwise row `i` equals `gemv_many(&[matrix], x_i)` bit for bit.
 pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
-    let (n, k) = (matrix.rows, matrix.cols);
-    debug_assert_eq!(x.len(), m * k);
+    debug_assert_eq!(x.len(), m * matrix.cols);
     let xq = quantize_q8k(x);
-    let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(k / QK_K).collect();
+    let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(matrix.cols / QK_K).collect();
+    #[cfg(target_arch = "x86_64")]
+    if m >= TILED_FROM_ROWS {
+        if let Some(out) = super::kquant_tiles::gemm(matrix, &x_rows) {
+            return out;
+        }
+    }
+    gemm_by_rows(matrix, &x_rows)
+}
+
+/// The portable product: each result through the decoding kernels.
+fn gemm_by_rows(matrix: &KQuantMatrix, x_rows: &[&[BlockQ8K]]) -> Vec<f32> {
+    let (n, k, m) = (matrix.rows, matrix.cols, x_rows.len());
     // Weight-row-major while computing, so each task writes one contiguous run.
     let mut by_weight_row = vec![0f32; n * m];
     // A task's weight rows are multiplied with one tile of activation rows after another, so
@@ -795,6 +815,31 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
+    fn tiled_products_match_row_products() {
+        if !crate::infer::kquant_tiles::available() {
+            return;
+        }
+        // 48 weight rows (3 tiles) and 19 activation rows (groups of 4 and a remainder of 3).
+        let (rows, cols, m) = (48, 768, 19);
+        let w4 = q4k_blocks(rows * 3, 21);
+        let w6 = q6k_blocks(rows * 3, 22);
+        // SAFETY: plain-old-data blocks viewed as bytes.
+        let b4 = unsafe { std::slice::from_raw_parts(w4.as_ptr().cast::<u8>(), w4.len() * 144) };
+        let b6 = unsafe { std::slice::from_raw_parts(w6.as_ptr().cast::<u8>(), w6.len() * 210) };
+        let xq = quantize_q8k(&activations(cols * m, 23));
+        let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
+        for (format, bytes) in [(KQuant::Q4K, b4), (KQuant::Q6K, b6)] {
+            let matrix = KQuantMatrix::new(format, rows, cols, bytes).unwrap();
+            let tiled = crate::infer::kquant_tiles::gemm(&matrix, &x_rows).unwrap();
+            let by_rows = gemm_by_rows(&matrix, &x_rows);
+            for (i, (a, b)) in tiled.iter().zip(&by_rows).enumerate() {
+                assert!(close(*a, *b), "{format:?} element {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
     fn simd_kernels_match_scalar() {
         let level = simd::level();
         for seed in 1..20 {
@@ -840,11 +885,13 @@ mod tests {
         assert!(KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4[1..]).is_none());
         let x = activations(cols, 4);
         let out = gemv_many(&[m4, m6], &x);
-        // The prompt path: every row of an 11-row product (a group of 8 and a remainder of 3)
-        // must equal the decoding path's result exactly.
+        // The portable prompt path: every row of an 11-row product (a group of 8 and a
+        // remainder of 3) must equal the decoding path's result exactly.
         let xs = activations(cols * 11, 5);
+        let xq = quantize_q8k(&xs);
+        let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
         for m in [m4, m6] {
-            let product = gemm(&m, &xs, 11);
+            let product = gemm_by_rows(&m, &x_rows);
             for (i, x) in xs.chunks_exact(cols).enumerate() {
                 let single = &gemv_many(&[m], x)[0];
                 assert_eq!(&product[i * rows..(i + 1) * rows], &single[..], "row {i}");

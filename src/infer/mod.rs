@@ -3,6 +3,8 @@
 pub mod beam;
 pub mod decode;
 pub mod kquant;
+#[cfg(target_arch = "x86_64")]
+mod kquant_tiles;
 pub mod marian;
 pub mod qwen2;
 
