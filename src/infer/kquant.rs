@@ -51,6 +51,19 @@ const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 
+/// Whether this CPU runs the SIMD kernels here. Elsewhere (ARM, x86 without AVX2) the model
+/// keeps candle's kernels, which have NEON versions: the portable ones here are a reference.
+pub fn accelerated() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        simd::level() != simd::Level::None
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Weight formats with a kernel here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KQuant {

@@ -190,7 +190,7 @@ struct QLinear {
 
 impl QLinear {
     fn new(tensor: QTensor) -> candle_core::Result<Self> {
-        let format = KQuant::from_ggml(tensor.dtype());
+        let format = KQuant::from_ggml(tensor.dtype()).filter(|_| kquant::accelerated());
         let matmul = QMatMul::from_qtensor(tensor)?;
         let kquant = match (&matmul, format) {
             (QMatMul::QTensor(t), Some(format)) => Some((format, t.clone())),
