@@ -262,39 +262,46 @@ fn rope_tables(
     Ok((angles.cos()?, angles.sin()?))
 }
 
-/// Keys and values of every cached position, position-major (`[position][kv head][dim]`) in
-/// plain vectors: a decoding step appends its position in place (no copy of the cache into a
-/// new tensor, no fresh pages per token), and the decoding attention reads the slices directly.
+/// Keys and values of every cached position, one plain vector per KV head (`[position][dim]`):
+/// a decoding step appends its position in place (no copy of the cache into a new tensor, no
+/// fresh pages per token), and the decoding attention streams each head's keys and values in
+/// order.
 #[derive(Default)]
 struct KvCache {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
 }
 
 impl KvCache {
     /// Appends `k` and `v`, shaped `(1, n_kv_head, positions, head_dim)`.
     fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
+        let n_kv = k.dim(1)?;
         for (cache, new) in [(&mut self.keys, k), (&mut self.values, v)] {
-            let position_major = new.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()?;
-            cache.extend_from_slice(&position_major);
+            let head_major = new.flatten_all()?.to_vec1::<f32>()?;
+            cache.resize_with(n_kv, Vec::new);
+            for (head, new) in cache
+                .iter_mut()
+                .zip(head_major.chunks_exact(head_major.len() / n_kv))
+            {
+                head.extend_from_slice(new);
+            }
         }
         Ok(())
     }
 
     /// The cache as `(1, n_kv_head, positions, head_dim)` tensors, for prompt chunks.
     fn tensors(&self, n_kv: usize, hd: usize, device: &Device) -> candle_core::Result<[Tensor; 2]> {
-        let positions = self.keys.len() / (n_kv * hd);
-        let tensor = |data: &[f32]| {
-            Tensor::from_slice(data, (1, positions, n_kv, hd), device)?
-                .transpose(1, 2)?
-                .contiguous()
+        let tensor = |heads: &[Vec<f32>]| {
+            let positions = heads.first().map_or(0, |h| h.len() / hd);
+            Tensor::from_vec(heads.concat(), (1, n_kv, positions, hd), device)
         };
         Ok([tensor(&self.keys)?, tensor(&self.values)?])
     }
 
-    fn truncate(&mut self, position: usize, width: usize) {
-        self.keys.truncate(position * width);
-        self.values.truncate(position * width);
+    fn truncate(&mut self, position: usize, hd: usize) {
+        for head in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            head.truncate(position * hd);
+        }
     }
 
     fn clear(&mut self) {
@@ -307,8 +314,7 @@ impl KvCache {
 /// each cached key and value is read once per KV head, and the KV heads run on rayon's threads.
 fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
     use rayon::prelude::*;
-    let width = n_kv * hd;
-    let positions = cache.keys.len() / width;
+    let positions = cache.keys.first().map_or(0, |h| h.len() / hd);
     let n_rep = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; n_head * hd];
@@ -316,11 +322,10 @@ fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: 
         .enumerate()
         .for_each(|(kv, out)| {
             let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
-            let range = |p: usize| p * width + kv * hd..p * width + (kv + 1) * hd;
+            let (keys, values) = (&cache.keys[kv], &cache.values[kv]);
             // scores[r][p] for query head r of this group.
             let mut scores = vec![0f32; n_rep * positions];
-            for p in 0..positions {
-                let key = &cache.keys[range(p)];
+            for (p, key) in keys.chunks_exact(hd).enumerate() {
                 for (r, query) in queries.chunks_exact(hd).enumerate() {
                     scores[r * positions + p] = dot(query, key) * scale;
                 }
@@ -336,8 +341,7 @@ fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: 
                     *s /= total;
                 }
             }
-            for p in 0..positions {
-                let value = &cache.values[range(p)];
+            for (p, value) in values.chunks_exact(hd).enumerate() {
                 for (r, out) in out.chunks_exact_mut(hd).enumerate() {
                     let weight = scores[r * positions + p];
                     for (o, v) in out.iter_mut().zip(value) {
