@@ -388,8 +388,7 @@ struct Attention {
 impl Attention {
     /// Drops cached positions from `position` on.
     fn truncate_cache(&mut self, position: usize) {
-        self.cache
-            .truncate(position, self.n_kv_head * self.head_dim);
+        self.cache.truncate(position, self.head_dim);
     }
 
     fn forward(
