@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 /// Weight rows per tile: one 512-bit register of i32 sums.
 const TILE_ROWS: usize = 16;
 /// Activation rows multiplied together against a tile (their sums live in registers).
-const X_ROWS: usize = 4;
+const X_ROWS: usize = 8;
 
 /// Whether this CPU has the instructions (checked once).
 pub fn available() -> bool {
