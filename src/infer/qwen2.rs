@@ -478,6 +478,18 @@ impl Layer {
     }
 }
 
+/// The pool forward passes run in, sized as rayon's global one (`RAYON_NUM_THREADS`, else one
+/// thread per core).
+fn compute_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("precis-compute-{i}"))
+            .build()
+            .expect("a thread pool")
+    })
+}
+
 /// The Qwen2 decoder with its KV cache.
 pub struct Qwen2 {
     embedding: TokenEmbedding,
@@ -568,12 +580,16 @@ impl Qwen2 {
             layer.attn.truncate_cache(position);
         }
         self.cached_ids.truncate(position);
-        let mut logits = None;
-        for chunk in tokens.chunks(PROMPT_CHUNK) {
-            logits = Some(self.forward_chunk(chunk)?);
-            self.cached_ids.extend_from_slice(chunk);
-        }
-        logits.ok_or(InferError::EmptyPrompt)
+        // On one of the pool's threads, each parallel loop of the pass is split between this
+        // thread and the others, instead of handed over while this one sleeps until it ends.
+        compute_pool().install(|| {
+            let mut logits = None;
+            for chunk in tokens.chunks(PROMPT_CHUNK) {
+                logits = Some(self.forward_chunk(chunk)?);
+                self.cached_ids.extend_from_slice(chunk);
+            }
+            logits.ok_or(InferError::EmptyPrompt)
+        })
     }
 
     fn forward_chunk(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
