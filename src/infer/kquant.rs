@@ -124,8 +124,8 @@ impl<'a> KQuantMatrix<'a> {
 
     fn row_dots<const R: usize>(&self, row: usize, xs: [&[BlockQ8K]; R]) -> [f32; R] {
         match self.format {
-            KQuant::Q4K => dot_q4k(self.row(row), xs),
-            KQuant::Q6K => dot_q6k(self.row(row), xs),
+            KQuant::Q4K => dot::<BlockQ4K, R>(self.row(row), xs),
+            KQuant::Q6K => dot::<BlockQ6K, R>(self.row(row), xs),
         }
     }
 }
@@ -189,30 +189,59 @@ pub(crate) fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (scales, mins)
 }
 
+/// A weight block format with kernels for every CPU level.
+trait KernelBlock: Copy {
+    fn dot_scalar(w: &[Self], x: &[BlockQ8K]) -> f32;
+    /// # Safety
+    /// The CPU must have AVX-512 F and BW.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R];
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R];
+}
+
+impl KernelBlock for BlockQ4K {
+    fn dot_scalar(w: &[Self], x: &[BlockQ8K]) -> f32 {
+        dot_q4k_scalar(w, x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R] {
+        simd::dot_q4k_avx512(w, xs)
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R] {
+        simd::dot_q4k(w, xs)
+    }
+}
+
+impl KernelBlock for BlockQ6K {
+    fn dot_scalar(w: &[Self], x: &[BlockQ8K]) -> f32 {
+        dot_q6k_scalar(w, x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R] {
+        simd::dot_q6k_avx512(w, xs)
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(w: &[Self], xs: [&[BlockQ8K]; R]) -> [f32; R] {
+        simd::dot_q6k(w, xs)
+    }
+}
+
 /// `w · x` for each of the `R` activation rows in `xs`. Each result is computed by the same
 /// operations in the same order whatever `R` is, so a prompt (many rows) and a decoding step
 /// (one row) give bit-identical products.
-fn dot_q4k<const R: usize>(w: &[BlockQ4K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
+fn dot<B: KernelBlock, const R: usize>(w: &[B], xs: [&[BlockQ8K]; R]) -> [f32; R] {
     #[cfg(target_arch = "x86_64")]
     match simd::level() {
         // SAFETY: `level` checked the CPU features each kernel enables.
-        simd::Level::Avx512 => return unsafe { simd::dot_q4k_avx512(w, xs) },
-        simd::Level::Avx2 => return unsafe { simd::dot_q4k(w, xs) },
+        simd::Level::Avx512 => return unsafe { B::dot_avx512(w, xs) },
+        simd::Level::Avx2 => return unsafe { B::dot_avx2(w, xs) },
         simd::Level::None => {}
     }
-    xs.map(|x| dot_q4k_scalar(w, x))
-}
-
-/// As `dot_q4k`, for Q6_K weights.
-fn dot_q6k<const R: usize>(w: &[BlockQ6K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
-    #[cfg(target_arch = "x86_64")]
-    match simd::level() {
-        // SAFETY: `level` checked the CPU features each kernel enables.
-        simd::Level::Avx512 => return unsafe { simd::dot_q6k_avx512(w, xs) },
-        simd::Level::Avx2 => return unsafe { simd::dot_q6k(w, xs) },
-        simd::Level::None => {}
-    }
-    xs.map(|x| dot_q6k_scalar(w, x))
+    xs.map(|x| B::dot_scalar(w, x))
 }
 
 /// Portable Q4_K · Q8_K; the reference the SIMD kernel is tested against.
