@@ -17,6 +17,7 @@
 #   --engines precis,llama.cpp                override the engines
 #   --limit N                                 at most N lines of every set
 #   --threads N                               threads for precis and llama.cpp (default 2)
+#   --llama-threads N                         threads for llama.cpp alone (default: --threads)
 #   --chunk N                                 lines per precis call (default 25)
 #   --out DIR                                 default eval/translation
 #   --precis BIN                              default: precis on PATH, else target/release/precis
@@ -33,7 +34,7 @@ engines=""
 limit=""
 threads=2
 chunk=25
-out="$here/../eval/translation"
+out="$(dirname "$here")/eval/translation"
 common=()
 run_extra=()
 score_extra=()
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift 2 ;;
         --precis) run_extra+=(--precis "$2"); shift 2 ;;
         --llama-python) run_extra+=(--llama-python "$2"); shift 2 ;;
+        --llama-threads) run_extra+=(--llama-threads "$2"); shift 2 ;;
         --sacrebleu) score_extra+=(--sacrebleu "$2"); shift 2 ;;
         --) shift; for a in "$@"; do run_extra+=("--precis-arg=$a"); done; break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;

@@ -47,7 +47,7 @@ SETS = {
     "ntrex128": ("ntrex128/ntrex128.fra", "ntrex128/ntrex128.eng"),
 }
 ENGINES = ("precis", "precis-marian", "llama.cpp")
-NO_BREAK_SPACES = ("\u00a0", "\u202f")
+NO_BREAK_SPACES = ("\u00a0", "\u202f", "\u2009")  # French typography: no-break and thin spaces
 
 
 def read_lines(path, limit):
@@ -140,7 +140,7 @@ def llama_chunk(args, lines, first, precis_records, workdir):
         with open(req_json, "w", encoding="utf-8") as f:
             json.dump(requests, f, ensure_ascii=False)
         cmd = [args.llama_python, os.path.join(ROOT, "scripts", "llama_run.py"), "--model", args.gguf,
-               "--requests", req_json, "--threads", str(args.threads or 2)]
+               "--requests", req_json, "--threads", str(args.llama_threads or args.threads or 2)]
         started = time.time()
         done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         seconds = time.time() - started
@@ -301,6 +301,9 @@ def score(args):
                 "no_break_space_lines": len(nbsp_lines),
                 "no_break_space_in_prompt": len(nbsp_kept) if engine == "precis" else None,
                 "hypotheses": os.path.relpath(hyp_path, args.out),
+                # greedy decoding of the same GGUF and prompt: lines where the two engines agree
+                "same_as_precis": (sum(recs[i]["hyp"] == engines["precis"][i]["hyp"] for i in range(n))
+                                   if engine != "precis" and "precis" in engines else None),
             })
             inspections.append({"set": set_name, "model": model, "engine": engine, "examples": examples})
     result = {"sacrebleu": version, "rows": rows, "inspections": inspections}
@@ -313,7 +316,9 @@ def score(args):
     lines = [f"Scored with {version}; signatures in scores.json.", ""] + table + ["", "Suspicious outputs "
              "(heuristic flags, see scripts/translation_eval.py `flags`):", ""]
     lines += [f"- {r['set']} / {r['model']} / {r['engine']}: "
-              + (", ".join(f"{k} {v}" for k, v in sorted(r["flags"].items())) or "none") for r in rows]
+              + (", ".join(f"{k} {v}" for k, v in sorted(r["flags"].items())) or "none")
+              + (f"; same output as precis on {r['same_as_precis']} of {r['sentences']} lines"
+                 if r["same_as_precis"] is not None else "") for r in rows]
     with open(os.path.join(args.out, "scores.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -336,6 +341,8 @@ def main():
     r.add_argument("--precis-arg", action="append", help="extra precis argument (repeatable), e.g. --precis-arg=--offline")
     r.add_argument("--llama-python", default=os.path.join("/work", "venv-llama", "bin", "python"),
                    help="a Python with llama-cpp-python (scripts/requirements-llama.txt)")
+    r.add_argument("--llama-threads", type=int, default=None,
+                   help="threads for llama.cpp (default: --threads); its greedy output does not depend on them")
     r.add_argument("--gguf", help="the GGUF for llama.cpp (default: precis models path MODEL)")
     s = sub.add_parser("score", help="score what finished")
     s.add_argument("--sacrebleu", default=shutil.which("sacrebleu") or "/work/venv-eval/bin/sacrebleu")
