@@ -95,7 +95,8 @@ def precis_chunk(args, engine, lines, first, workdir):
         cmd += ["--threads", str(args.threads)]
     cmd += args.precis_arg or []
     started = time.time()
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        sys.exit(f"precis failed on lines {first}-{first + len(lines) - 1}: {' '.join(cmd)}")
     seconds = time.time() - started
     with open(out_json, encoding="utf-8") as f:
         details = json.load(f)["translation"]["details"]
