@@ -263,7 +263,7 @@ def score(args):
         if m:
             groups.setdefault((m.group(1), m.group(2)), {})[m.group(3)] = load_records(
                 os.path.join(args.out, name))
-    rows, inspections = [], []
+    rows, inspections, refs_used = [], [], set()
     for (set_name, model), engines in sorted(groups.items()):
         fr_file, en_file = SETS[set_name]
         sources = read_lines(os.path.join(args.data, fr_file), None)
@@ -275,6 +275,7 @@ def score(args):
         if n == 0:
             continue
         ref_path = os.path.join(args.out, f"{set_name}.ref.{n}.txt")
+        refs_used.add(os.path.basename(ref_path))
         with open(ref_path, "w", encoding="utf-8") as f:
             f.write("\n".join(refs[:n]) + "\n")
         for engine in sorted(engines, key=ENGINES.index):
@@ -307,6 +308,9 @@ def score(args):
                                    if engine != "precis" and "precis" in engines else None),
             })
             inspections.append({"set": set_name, "model": model, "engine": engine, "examples": examples})
+    for stale in os.listdir(args.out):  # reference slices of earlier scorings
+        if re.fullmatch(r".+\.ref\.\d+\.txt", stale) and stale not in refs_used:
+            os.remove(os.path.join(args.out, stale))
     result = {"sacrebleu": version, "rows": rows, "inspections": inspections}
     with open(os.path.join(args.out, "scores.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False, indent=1)
