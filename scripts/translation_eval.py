@@ -159,7 +159,7 @@ def llama_chunk(args, lines, first, precis_records, workdir):
         raw = r["text"].strip()
         records.append({"line": first + i, "hyp": one_line(raw), "raw": raw, "translated": True,
                         "requests": 1, "stop": "end" if r["stop_reason"] == "eog" else r["stop_reason"],
-                        "generated_tokens": r["generated_tokens"]})
+                        "generated_tokens": r["generated_tokens"], "threads": args.llama_threads or args.threads or 2})
     return records, seconds
 
 
