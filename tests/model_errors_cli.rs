@@ -132,7 +132,6 @@ fn a_safetensors_file_with_a_bad_header_is_a_corrupt_model_and_fetch_force_repai
 fn tokenizer_files_that_do_not_parse_are_a_corrupt_model() {
     for (file, bytes) in [
         ("vocab.json", &b"{\"<pad>\": 0, \"le\": "[..]),
-        ("source.spm", &b"not a sentencepiece model"[..]),
         ("config.json", &b"[1, 2, 3]"[..]),
     ] {
         let fx = Fixture::new();

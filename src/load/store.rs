@@ -207,6 +207,15 @@ impl Store {
         } else {
             self.missing(spec)
         };
+        if force {
+            // hf-hub keeps an existing snapshot entry when it downloads a file again, so the
+            // old (perhaps damaged) file would stay in use: unlink the entries first.
+            for file in &needed {
+                if let Some(pointer) = self.config.cache.find(&spec.hub, &file.name) {
+                    let _ = std::fs::remove_file(pointer);
+                }
+            }
+        }
         if needed.is_empty() {
             return self.locate(spec);
         }
