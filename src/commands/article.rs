@@ -148,6 +148,7 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                         &mut on_progress,
                         &mut warnings,
                     )
+                    .map_err(anyhow::Error::from)
                 })?
             }
             (Chosen::Llm, Some((engine, model_id))) => {
@@ -163,6 +164,7 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                         &mut on_progress,
                         &mut warnings,
                     )
+                    .map_err(anyhow::Error::from)
                 })?
             }
             (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
@@ -206,6 +208,7 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                 &mut on_progress,
                 &mut warnings,
             )
+            .map_err(anyhow::Error::from)
         })?;
         timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
         Some(summary)
@@ -268,15 +271,13 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
 /// Runs pipeline work that checks for Ctrl-C itself (per token, per batch, per paragraph), so a
 /// Ctrl-C stops it cleanly instead of ending the process; a Ctrl-C that came too late for its
 /// checks still stops the command before the next stage.
-fn stoppable<T>(
-    work: impl FnOnce() -> Result<T, pipeline::PipelineError>,
-) -> Result<T, pipeline::PipelineError> {
+fn stoppable<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     let result = {
         let _deferral = interrupt::defer();
         work()?
     };
     if interrupt::requested() {
-        return Err(pipeline::PipelineError::Interrupted);
+        return Err(pipeline::PipelineError::Interrupted.into());
     }
     Ok(result)
 }
