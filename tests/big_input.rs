@@ -8,26 +8,7 @@ mod support;
 use serde_json::Value;
 use support::fake_hub::FakeHub;
 use support::precis::Precis;
-use support::tiny_marian::{repo_files, write_catalog, COMMIT, ID, REPO, REVISION};
-
-const WORDS: [&str; 16] = [
-    "sommet",
-    "présidents",
-    "Alaska",
-    "trois",
-    "heures",
-    "Moscou",
-    "réunion",
-    "Kiev",
-    "guerre",
-    "sanctions",
-    "accord",
-    "fin",
-    "Washington",
-    "discussions",
-    "délégation",
-    "journalistes",
-];
+use support::tiny_marian::{repo_files, write_catalog, COMMIT, ID, REPO, REVISION, WORDS};
 
 /// Paragraphs of 16 ten-word sentences (one Marian batch each) up to `bytes`; the number of
 /// paragraphs and of words.

@@ -14,15 +14,11 @@ use precis::engines::marian::{MarianEngine, MARIAN_FILES};
 use support::fake_hub::{resolve_path, FakeHub};
 use support::precis::{closed_endpoint, Precis};
 use support::tiny_marian::{
-    repo_files, tiny_dir, write_catalog, COMMIT, ID, NO_LLM, REPO, REVISION,
+    repo_files, tiny_dir, write_catalog, ARTICLE, COMMIT, ID, NO_LLM, REPO, REVISION,
 };
 use tempfile::TempDir;
 
 const NETWORK: i32 = 6;
-
-const ARTICLE: &str =
-    "Le sommet a eu lieu en Alaska. Les deux présidents ont parlé pendant trois heures.\n\n\
-Moscou a salué une réunion constructive ; Kiev n'était pas invitée.\n";
 
 struct Fixture {
     hub: FakeHub,

@@ -16,16 +16,12 @@ use std::time::Duration;
 use serde_json::Value;
 use support::fake_hub::FakeHub;
 use support::precis::{finish, names_in, Precis, Run};
-use support::tiny_marian::{repo_files, write_catalog, COMMIT, ID, REPO, REVISION};
+use support::tiny_marian::{repo_files, write_catalog, ARTICLE, COMMIT, ID, REPO, REVISION, WORDS};
 use tempfile::TempDir;
 
 const INPUT: i32 = 3;
 const OUTPUT: i32 = 7;
 const INTERRUPTED: i32 = 130;
-
-const ARTICLE: &str =
-    "Le sommet a eu lieu en Alaska. Les deux présidents ont parlé pendant trois heures.\n\n\
-Moscou a salué une réunion constructive ; Kiev n'était pas invitée.\n";
 
 struct Fixture {
     hub: FakeHub,
@@ -236,20 +232,7 @@ fn english_input_gets_a_warning_then_is_translated_as_asked() {
 #[test]
 fn a_20000_character_paragraph_without_punctuation_is_translated_whole() {
     let fx = Fixture::new();
-    let words = [
-        "sommet",
-        "présidents",
-        "Alaska",
-        "trois",
-        "heures",
-        "Moscou",
-        "réunion",
-        "Kiev",
-        "guerre",
-        "sanctions",
-        "accord",
-        "fin",
-    ];
+    let words = &WORDS[..12];
     let mut paragraph = String::new();
     let mut count = 0;
     while paragraph.len() < 20_000 {

@@ -51,3 +51,28 @@ pub fn write_catalog(dir: &Path) {
     );
     std::fs::write(dir.join(format!("{NO_LLM}.toml")), llm).unwrap();
 }
+
+/// A two-paragraph French article, short enough for any test.
+pub const ARTICLE: &str =
+    "Le sommet a eu lieu en Alaska. Les deux présidents ont parlé pendant trois heures.\n\n\
+Moscou a salué une réunion constructive ; Kiev n'était pas invitée.\n";
+
+/// French words for generated articles.
+pub const WORDS: [&str; 16] = [
+    "sommet",
+    "présidents",
+    "Alaska",
+    "trois",
+    "heures",
+    "Moscou",
+    "réunion",
+    "Kiev",
+    "guerre",
+    "sanctions",
+    "accord",
+    "fin",
+    "Washington",
+    "discussions",
+    "délégation",
+    "journalistes",
+];
