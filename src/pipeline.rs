@@ -19,6 +19,7 @@ use crate::{
         Embedder, EngineError, LlmEngine, StopReason,
     },
     failure::FailureKind,
+    interrupt,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum PipelineError {
     Embed(#[from] EmbedError),
     #[error("the input has no text to translate")]
     EmptyInput,
+    #[error("interrupted (Ctrl-C); nothing was written")]
+    Interrupted,
 }
 
 impl PipelineError {
@@ -37,6 +40,7 @@ impl PipelineError {
             PipelineError::Engine(e) => e.kind(),
             PipelineError::Embed(e) => e.kind(),
             PipelineError::EmptyInput => FailureKind::Input,
+            PipelineError::Interrupted => FailureKind::Interrupted,
         }
     }
 }
@@ -92,6 +96,9 @@ pub fn translate_article(
     let count = article.paragraphs.len();
     let mut paragraphs = Vec::with_capacity(count);
     for (index, paragraph) in article.paragraphs.iter().enumerate() {
+        if interrupt::requested() {
+            return Err(PipelineError::Interrupted);
+        }
         progress(Progress::Paragraph { index, count });
         if !has_words_to_translate(&paragraph.text) {
             paragraphs.push(TranslatedParagraph {
@@ -143,11 +150,8 @@ fn translate_chunk(
     progress: &mut dyn FnMut(Progress<'_>),
     requests: &mut Vec<Output>,
 ) -> Result<Output, PipelineError> {
-    let mut on_token = |p: TokenProgress<'_>| {
-        progress(Progress::Token(p));
-        ControlFlow::Continue(())
-    };
-    let output = translator.translate(chunk.trim(), &mut on_token)?;
+    let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
+    let output = unless_interrupted(translator.translate(chunk.trim(), &mut on_token)?)?;
     requests.push(output.clone());
     let parts = sentences(chunk);
     if output.stop == StopReason::EndToken || parts.len() < 2 {
@@ -156,7 +160,7 @@ fn translate_chunk(
     let mut texts = Vec::new();
     let mut stop = StopReason::EndToken;
     for sentence in parts.iter().filter(|s| !s.trim().is_empty()) {
-        let retry = translator.translate(sentence.trim(), &mut on_token)?;
+        let retry = unless_interrupted(translator.translate(sentence.trim(), &mut on_token)?)?;
         if retry.stop != StopReason::EndToken {
             stop = retry.stop;
         }
@@ -168,6 +172,26 @@ fn translate_chunk(
         stop,
         ..output
     })
+}
+
+/// Reports a generated token, and stops the generation once the user has pressed Ctrl-C
+/// (checked per token, so a long request stops within one forward pass).
+fn token_step(progress: &mut dyn FnMut(Progress<'_>), token: TokenProgress<'_>) -> ControlFlow<()> {
+    progress(Progress::Token(token));
+    if interrupt::requested() {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
+
+/// A request that [`token_step`] stopped is no result: the whole command stops.
+fn unless_interrupted(output: Output) -> Result<Output, PipelineError> {
+    if output.stop == StopReason::Cancelled {
+        Err(PipelineError::Interrupted)
+    } else {
+        Ok(output)
+    }
 }
 
 /// Does the paragraph contain words (outside URLs) that a translator should see?
@@ -305,12 +329,13 @@ pub fn summarize_article(
                 )
                 .map_err(|e| PipelineError::Engine(EngineError::Prompt(e)))?
             };
-            let mut on_token = |p: TokenProgress<'_>| {
-                progress(Progress::Token(p));
-                ControlFlow::Continue(())
-            };
-            let output =
-                tasks::summarize(engine, &source.text, options.max_new_tokens, &mut on_token)?;
+            let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
+            let output = unless_interrupted(tasks::summarize(
+                engine,
+                &source.text,
+                options.max_new_tokens,
+                &mut on_token,
+            )?)?;
             if output.stop != StopReason::EndToken {
                 warnings.push(format!(
                     "the summary stopped early ({})",

@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
@@ -13,58 +13,12 @@ use precis::assemble::Article;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
 use support::fake_hub::{resolve_path, FakeHub};
 use support::precis::{closed_endpoint, Precis};
+use support::tiny_marian::{
+    repo_files, tiny_dir, write_catalog, ARTICLE, COMMIT, ID, NO_LLM, REPO, REVISION,
+};
 use tempfile::TempDir;
 
-const ID: &str = "tiny-marian";
-const REPO: &str = "test/tiny-marian";
-/// A pull-request revision, as opus-mt-fr-en's safetensors weights have.
-const REVISION: &str = "refs/pr/4";
-const COMMIT: &str = "4444444444444444444444444444444444444444";
-const NO_LLM: &str = "absent-llm";
-
 const NETWORK: i32 = 6;
-
-const ARTICLE: &str =
-    "Le sommet a eu lieu en Alaska. Les deux présidents ont parlé pendant trois heures.\n\n\
-Moscou a salué une réunion constructive ; Kiev n'était pas invitée.\n";
-
-fn tiny_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian/tiny")
-}
-
-fn repo_files() -> Vec<(String, Vec<u8>)> {
-    MARIAN_FILES
-        .iter()
-        .chain(&["tokenizer_config.json"])
-        .map(|name| {
-            (
-                name.to_string(),
-                std::fs::read(tiny_dir().join(name)).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Catalog entries: the tiny Marian model on the fake hub, and a generator model that no hub
-/// has (so that a fallback to the LLM fails fast instead of fetching gigabytes).
-fn write_catalog(dir: &Path) {
-    let mut marian = format!(
-        "id = \"{ID}\"\nrole = \"translate\"\narchitecture = \"marian\"\nformat = \"safetensors\"\n\
-         licence = \"apache-2.0\"\ncontext_length = 512\ndescription = \"tiny random Marian\"\n\n\
-         [hub]\nrepo = \"{REPO}\"\nrevision = \"{REVISION}\"\n"
-    );
-    for (name, _) in repo_files() {
-        marian.push_str(&format!("\n[[files]]\nname = \"{name}\"\n"));
-    }
-    std::fs::write(dir.join(format!("{ID}.toml")), marian).unwrap();
-    let llm = format!(
-        "id = \"{NO_LLM}\"\nrole = \"generate\"\narchitecture = \"qwen2\"\nformat = \"gguf\"\n\
-         licence = \"mit\"\nprompt_format = \"chatml\"\ncontext_length = 4096\n\
-         description = \"a generator no hub has\"\n\n[hub]\nrepo = \"test/absent-llm\"\n\
-         revision = \"main\"\n\n[[files]]\nname = \"model.gguf\"\n"
-    );
-    std::fs::write(dir.join(format!("{NO_LLM}.toml")), llm).unwrap();
-}
 
 struct Fixture {
     hub: FakeHub,

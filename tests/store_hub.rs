@@ -724,3 +724,115 @@ fn a_damaged_part_file_is_caught_by_the_checksum() {
         weights()
     );
 }
+
+/// The weights' `.part` file once it holds at least `len` bytes, waiting up to a minute.
+fn wait_for_part(fx: &Fixture, len: u64) -> PathBuf {
+    let part = fx.blobs().join(format!("{}.part", sha256_hex(&weights())));
+    for _ in 0..600 {
+        if part.metadata().is_ok_and(|m| m.len() >= len) {
+            return part;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{} never reached {len} bytes", part.display());
+}
+
+/// What a stopped download must leave: no blob or snapshot entry under the final name, and
+/// its bytes so far, correct, in the `.part`. Returns how many there are.
+fn assert_only_a_part_file(fx: &Fixture) -> usize {
+    let sha = sha256_hex(&weights());
+    assert!(!fx.blobs().join(&sha).exists());
+    assert!(std::fs::symlink_metadata(fx.snapshot().join(WEIGHTS)).is_err());
+    let received = std::fs::read(fx.blobs().join(format!("{sha}.part"))).unwrap();
+    assert!(!received.is_empty() && received.len() < WEIGHTS_LEN);
+    assert_eq!(received, weights()[..received.len()]);
+    received.len()
+}
+
+/// A clean rerun resumes from the `.part` (`received` bytes) and installs the right file.
+fn rerun_resumes(fx: &Fixture, received: usize) {
+    fx.hub.set_fault(REPO, WEIGHTS, Fault::None);
+    let before = fx.hub.log().len();
+    fx.fetch().expect_code(0);
+    assert_eq!(
+        std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+        weights()
+    );
+    assert_eq!(
+        content_ranges_since(fx, before),
+        [format!("bytes={received}-")]
+    );
+}
+
+#[test]
+fn a_stalled_download_times_out_and_the_rerun_resumes() {
+    let fx = Fixture::new();
+    // Half a megabyte, then silence far longer than the test waits.
+    fx.hub.set_fault(
+        REPO,
+        WEIGHTS,
+        Fault::StallAfter(500_000, Duration::from_secs(600)),
+    );
+    let run = fx
+        .precis
+        .with_env("PRECIS_STALL_TIMEOUT_SECS", "2")
+        .run(&["--quiet", "models", "fetch", ID]);
+    run.expect_code(NETWORK)
+        .expect_stderr("the hub sent nothing for 2 s (PRECIS_STALL_TIMEOUT_SECS sets this limit)")
+        .expect_stderr("run the same command again to resume");
+    let received = assert_only_a_part_file(&fx);
+    rerun_resumes(&fx, received);
+}
+
+#[test]
+fn ctrl_c_during_a_download_leaves_only_the_part_file() {
+    let fx = Fixture::new();
+    fx.hub.set_fault(
+        REPO,
+        WEIGHTS,
+        Fault::StallAfter(500_000, Duration::from_secs(600)),
+    );
+    let child = fx.precis.spawn(&["models", "fetch", ID]);
+    wait_for_part(&fx, 1);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = finish(child);
+    run.expect_code(130).expect_stderr("precis: interrupted");
+    let received = assert_only_a_part_file(&fx);
+    rerun_resumes(&fx, received);
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_a_rerun_succeeds() {
+    let fx = Fixture::new();
+    // A 1 MiB file-size limit: the 3 MB weights cannot be written, as on a full disk.
+    let run = fx
+        .precis
+        .with_file_size_limit(1024)
+        .run(&["--quiet", "models", "fetch", ID]);
+    run.expect_code(1)
+        .expect_stderr("cannot write to the cache")
+        .expect_stderr("File too large")
+        .expect_stderr(
+            "free some space (or raise the file-size limit) and run the same command again",
+        );
+    let received = assert_only_a_part_file(&fx);
+    rerun_resumes(&fx, received);
+}
+
+#[test]
+fn staging_files_left_by_a_killed_run_are_removed() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.blobs()).unwrap();
+    let stale = fx.blobs().join(".precis-Xq3k9a.incomplete");
+    std::fs::write(&stale, b"half a file from a run that was killed").unwrap();
+    fx.fetch().expect_code(0);
+    assert!(!stale.exists());
+    assert_eq!(
+        std::fs::read(fx.snapshot().join(WEIGHTS)).unwrap(),
+        weights()
+    );
+}

@@ -69,9 +69,15 @@ impl Article {
     }
 }
 
-/// Blank lines keep their count but lose trailing spaces and carriage returns.
+/// Blank lines keep their count but lose trailing spaces; a Windows line end (CRLF) stays one,
+/// so a CRLF article is translated into a CRLF article.
 fn normalise_breaks(whitespace: &str) -> String {
-    "\n".repeat(whitespace.matches('\n').count())
+    let end = if whitespace.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    end.repeat(whitespace.matches('\n').count())
 }
 
 #[cfg(test)]
@@ -104,7 +110,9 @@ mod tests {
     fn crlf_bom_and_blank_input() {
         let article = Article::parse("\u{feff}Un.\r\n\r\nDeux.\r\n");
         assert_eq!(article.paragraphs.len(), 2);
-        assert_eq!(article.text(), "Un.\n\nDeux.\n");
+        let texts: Vec<&str> = article.paragraphs.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["Un.", "Deux."]);
+        assert_eq!(article.text(), "Un.\r\n\r\nDeux.\r\n");
         assert!(Article::parse(" \n\t\n").is_empty());
     }
 

@@ -8,13 +8,13 @@ pub enum InputError {
     Empty { source_name: String },
     #[error("{source_name} looks like a binary file (a NUL byte at offset {offset}), not text")]
     Binary { source_name: String, offset: usize },
-    #[error("{source_name} is not valid UTF-8: invalid byte 0x{byte:02x} at offset {offset}; convert it first (for example `iconv -f latin1 -t utf-8`)")]
+    #[error("{source_name} is not valid UTF-8: invalid byte 0x{byte:02x} at offset {offset}; convert it first (for example `iconv -f latin1 -t utf-8`), or pass --lossy to replace invalid bytes")]
     InvalidUtf8 {
         source_name: String,
         offset: usize,
         byte: u8,
     },
-    #[error("{source_name} starts with a UTF-16 byte-order mark but is not valid UTF-16")]
+    #[error("{source_name} starts with a UTF-16 byte-order mark but is not valid UTF-16; pass --lossy to replace what is invalid")]
     InvalidUtf16 { source_name: String },
     #[error("cannot read {source_name}: {source}")]
     Read {
@@ -30,15 +30,26 @@ impl InputError {
     }
 }
 
+/// Decoded article text, and what a lossy decoding replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub text: String,
+    /// With `lossy`: a warning saying how many invalid sequences became U+FFFD, and where the
+    /// first one was.
+    pub warning: Option<String>,
+}
+
 /// Decodes an article: UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order
-/// mark; rejects binary data and text with nothing but whitespace. `source_name` is how the
-/// user knows the input (a path, or "standard input").
-pub fn decode_text(bytes: &[u8], source_name: &str) -> Result<String, InputError> {
+/// mark; rejects binary data and text with nothing but whitespace. Invalid UTF-8 or UTF-16 is
+/// an error naming the byte offset, or with `lossy` is replaced by U+FFFD with a warning.
+/// `source_name` is how the user knows the input (a path, or "standard input").
+pub fn decode_text(bytes: &[u8], source_name: &str, lossy: bool) -> Result<Decoded, InputError> {
     let source_name = source_name.to_string();
+    let mut warning = None;
     let text = if let Some(rest) = bytes.strip_prefix(&[0xff, 0xfe]) {
-        decode_utf16(rest, u16::from_le_bytes, &source_name)?
+        decode_utf16(rest, u16::from_le_bytes, &source_name, lossy, &mut warning)?
     } else if let Some(rest) = bytes.strip_prefix(&[0xfe, 0xff]) {
-        decode_utf16(rest, u16::from_be_bytes, &source_name)?
+        decode_utf16(rest, u16::from_be_bytes, &source_name, lossy, &mut warning)?
     } else {
         let bytes = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(bytes);
         if let Some(offset) = bytes.iter().position(|&b| b == 0) {
@@ -49,6 +60,20 @@ pub fn decode_text(bytes: &[u8], source_name: &str) -> Result<String, InputError
         }
         match std::str::from_utf8(bytes) {
             Ok(text) => text.to_string(),
+            Err(e) if lossy => {
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                // One U+FFFD per chunk of invalid bytes, as `from_utf8_lossy` writes them.
+                let replaced = bytes
+                    .utf8_chunks()
+                    .filter(|chunk| !chunk.invalid().is_empty())
+                    .count();
+                warning = Some(format!(
+                    "{source_name}: {replaced} invalid UTF-8 sequence(s) replaced by U+FFFD, \
+                     the first at byte offset {}",
+                    e.valid_up_to()
+                ));
+                text
+            }
             Err(e) => {
                 let offset = e.valid_up_to();
                 return Err(InputError::InvalidUtf8 {
@@ -62,22 +87,35 @@ pub fn decode_text(bytes: &[u8], source_name: &str) -> Result<String, InputError
     if text.trim().is_empty() {
         return Err(InputError::Empty { source_name });
     }
-    Ok(text)
+    Ok(Decoded { text, warning })
 }
 
 fn decode_utf16(
     bytes: &[u8],
     unit: fn([u8; 2]) -> u16,
     source_name: &str,
+    lossy: bool,
+    warning: &mut Option<String>,
 ) -> Result<String, InputError> {
-    let invalid = || InputError::InvalidUtf16 {
-        source_name: source_name.to_string(),
-    };
-    if !bytes.len().is_multiple_of(2) {
-        return Err(invalid());
-    }
     let units: Vec<u16> = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
-    String::from_utf16(&units).map_err(|_| invalid())
+    let odd_length = !bytes.len().is_multiple_of(2);
+    match String::from_utf16(&units) {
+        Ok(text) if !odd_length => Ok(text),
+        _ if lossy => {
+            *warning = Some(format!(
+                "{source_name}: invalid UTF-16 replaced by U+FFFD{}",
+                if odd_length {
+                    " (and an odd last byte dropped)"
+                } else {
+                    ""
+                }
+            ));
+            Ok(String::from_utf16_lossy(&units))
+        }
+        _ => Err(InputError::InvalidUtf16 {
+            source_name: source_name.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -86,35 +124,41 @@ mod tests {
 
     #[test]
     fn accepts_utf8_with_and_without_bom_and_utf16() {
-        assert_eq!(decode_text("Été".as_bytes(), "a").unwrap(), "Été");
-        assert_eq!(decode_text(b"\xef\xbb\xbfOui", "a").unwrap(), "Oui");
+        assert_eq!(
+            decode_text("Été".as_bytes(), "a", false).unwrap().text,
+            "Été"
+        );
+        assert_eq!(
+            decode_text(b"\xef\xbb\xbfOui", "a", false).unwrap().text,
+            "Oui"
+        );
         let le: Vec<u8> = [0xff, 0xfe]
             .into_iter()
             .chain("Non é".encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
-        assert_eq!(decode_text(&le, "a").unwrap(), "Non é");
+        assert_eq!(decode_text(&le, "a", false).unwrap().text, "Non é");
         let be: Vec<u8> = [0xfe, 0xff]
             .into_iter()
             .chain("Si".encode_utf16().flat_map(u16::to_be_bytes))
             .collect();
-        assert_eq!(decode_text(&be, "a").unwrap(), "Si");
+        assert_eq!(decode_text(&be, "a", false).unwrap().text, "Si");
     }
 
     #[test]
     fn rejects_empty_binary_and_invalid_utf8_with_the_offset() {
         assert!(matches!(
-            decode_text(b"", "f"),
+            decode_text(b"", "f", false),
             Err(InputError::Empty { .. })
         ));
         assert!(matches!(
-            decode_text(b" \n\t", "f"),
+            decode_text(b" \n\t", "f", false),
             Err(InputError::Empty { .. })
         ));
         assert!(matches!(
-            decode_text(b"PK\x03\x04\x00\x01", "f"),
+            decode_text(b"PK\x03\x04\x00\x01", "f", true),
             Err(InputError::Binary { offset: 4, .. })
         ));
-        let err = decode_text(b"caf\xe9 noir", "f.txt").unwrap_err();
+        let err = decode_text(b"caf\xe9 noir", "f.txt", false).unwrap_err();
         assert!(matches!(
             err,
             InputError::InvalidUtf8 {
@@ -124,5 +168,21 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("offset 3"), "{err}");
+    }
+
+    #[test]
+    fn lossy_replaces_invalid_sequences_and_says_where() {
+        let decoded = decode_text(b"caf\xe9 \xef\xbf\xbd noir \xff", "f.txt", true).unwrap();
+        assert_eq!(decoded.text, "caf\u{fffd} \u{fffd} noir \u{fffd}");
+        // Two replaced: the U+FFFD that was in the input is not counted.
+        let warning = decoded.warning.unwrap();
+        assert!(warning.contains("2 invalid UTF-8 sequence(s)"), "{warning}");
+        assert!(warning.contains("byte offset 3"), "{warning}");
+        let odd = [0xff, 0xfe, b'O', 0, b'k', 0, 0x00, 0xd8, b'!'];
+        assert!(decode_text(&odd, "f", false).is_err());
+        let decoded = decode_text(&odd, "f", true).unwrap();
+        assert_eq!(decoded.text, "Ok\u{fffd}");
+        assert!(decoded.warning.is_some());
+        assert_eq!(decode_text(b"ok", "f", true).unwrap().warning, None);
     }
 }

@@ -4,7 +4,9 @@
 pub mod article;
 pub mod chunk;
 pub mod fidelity;
+pub mod html;
 pub mod input;
+pub mod language;
 pub mod segment;
 pub mod summary;
 pub mod tfidf;

@@ -1,7 +1,7 @@
 //! `precis run | translate | summarize`: one article through the pipeline.
 
 use std::{
-    io::{Read, Write},
+    io::{IsTerminal, Read, Write},
     path::Path,
     time::Instant,
 };
@@ -10,7 +10,13 @@ use anyhow::Context as _;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use precis::{
-    assemble::{fidelity::Finding, input::decode_text, Article},
+    assemble::{
+        fidelity::Finding,
+        html,
+        input::{decode_text, InputError},
+        language::{self, Language},
+        Article,
+    },
     engines::{
         self,
         embedder::EmbedderFiles,
@@ -18,13 +24,14 @@ use precis::{
         Embedder, LlmEngine, MarianTranslator,
     },
     failure::FailureKind,
+    interrupt,
     load::{catalog::WeightFormat, Role},
     pipeline::{self, Progress, SentenceVectors, Summary, SummaryOptions, Timings, Translation},
 };
 use serde::Serialize;
 
 use super::translator::{self, Chosen};
-use super::{CommandFailure, Context};
+use super::{cannot_load, CommandFailure, Context};
 use crate::cli::{ArticleArgs, Format};
 
 /// Sentences per Marian batch: a paragraph's sentences usually fit in one.
@@ -72,10 +79,24 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         engines::set_cpu_threads(threads);
     }
     let source_name = source_name(&args.input);
-    let text = read_input(&args.input, &source_name)?;
-    let article = Article::parse(&text);
     if let Some(output) = &args.output {
         refuse_overwriting_input(&args.input, output)?;
+        check_output_location(output)?;
+    }
+    let mut warnings = Vec::new();
+    let text = read_input(&args, &source_name, &mut warnings)?;
+    let article = Article::parse(&text);
+    let expected = match job {
+        Job::Summarize => Language::English,
+        Job::Run | Job::Translate => Language::French,
+    };
+    warnings.extend(language::mismatch_warning(&text, expected));
+    // Said now, not after minutes of work on the wrong input; the report repeats them.
+    let early_warnings = warnings.len();
+    if !context.quiet {
+        for warning in &warnings {
+            eprintln!("precis: warning: {warning}");
+        }
     }
 
     let summary_args = &args.summary;
@@ -97,8 +118,7 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
     timings.load_ms = load_started.elapsed().as_millis() as u64;
 
     let bar = progress_bar(context.quiet);
-    let mut on_progress = progress_reporter(&bar);
-    let mut warnings = Vec::new();
+    let mut on_progress = progress_reporter(&bar, context.quiet);
 
     let translation = if let Some(chosen) = &chosen {
         let translate_started = Instant::now();
@@ -121,12 +141,15 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                     max_batch: MARIAN_BATCH,
                     split_sentences: &split,
                 };
-                pipeline::translate_article(
-                    &mut translator,
-                    &article,
-                    &mut on_progress,
-                    &mut warnings,
-                )?
+                stoppable(|| {
+                    pipeline::translate_article(
+                        &mut translator,
+                        &article,
+                        &mut on_progress,
+                        &mut warnings,
+                    )
+                    .map_err(anyhow::Error::from)
+                })?
             }
             (Chosen::Llm, Some((engine, model_id))) => {
                 let mut translator = LlmTranslator {
@@ -134,12 +157,15 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                     model_id: model_id.clone(),
                     max_new_tokens: args.max_tokens,
                 };
-                pipeline::translate_article(
-                    &mut translator,
-                    &article,
-                    &mut on_progress,
-                    &mut warnings,
-                )?
+                stoppable(|| {
+                    pipeline::translate_article(
+                        &mut translator,
+                        &article,
+                        &mut on_progress,
+                        &mut warnings,
+                    )
+                    .map_err(anyhow::Error::from)
+                })?
             }
             (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
         };
@@ -173,14 +199,17 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
             abstractive: !summary_args.no_abstractive,
             max_new_tokens: args.max_tokens,
         };
-        let summary = pipeline::summarize_article(
-            generator.as_mut().map(|(e, id)| (e, id.as_str())),
-            &vectors,
-            &paragraphs,
-            &options,
-            &mut on_progress,
-            &mut warnings,
-        )?;
+        let summary = stoppable(|| {
+            pipeline::summarize_article(
+                generator.as_mut().map(|(e, id)| (e, id.as_str())),
+                &vectors,
+                &paragraphs,
+                &options,
+                &mut on_progress,
+                &mut warnings,
+            )
+            .map_err(anyhow::Error::from)
+        })?;
         timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
         Some(summary)
     };
@@ -223,9 +252,13 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
         Format::Text => render_text(&report, &article),
     };
-    write_output(args.output.as_deref(), &rendered)?;
+    {
+        // A result that is being written is finished rather than left half-written.
+        let _finish_first = interrupt::defer();
+        write_output(args.output.as_deref(), &rendered)?;
+    }
     if args.format == Format::Text && !context.quiet {
-        for warning in &report.warnings {
+        for warning in &report.warnings[early_warnings..] {
             eprintln!("precis: warning: {warning}");
         }
         for finding in &report.fidelity {
@@ -233,6 +266,20 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Runs pipeline work that checks for Ctrl-C itself (per token, per batch, per paragraph), so a
+/// Ctrl-C stops it cleanly instead of ending the process; a Ctrl-C that came too late for its
+/// checks still stops the command before the next stage.
+fn stoppable<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let result = {
+        let _deferral = interrupt::defer();
+        work()?
+    };
+    if interrupt::requested() {
+        return Err(pipeline::PipelineError::Interrupted.into());
+    }
+    Ok(result)
 }
 
 fn save_requests(path: &Path, requests: &[&Output]) -> anyhow::Result<()> {
@@ -294,18 +341,43 @@ fn source_name(input: &Path) -> String {
     }
 }
 
-fn read_input(input: &Path, source_name: &str) -> anyhow::Result<String> {
+/// The article's text: decoded (`--lossy` replaces what is invalid), and stripped of its
+/// markup with `--html`; a warning for what the user may want to know.
+fn read_input(
+    args: &ArticleArgs,
+    source_name: &str,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<String> {
+    let input = &args.input;
     let mut bytes = Vec::new();
     let read = if input == Path::new("-") {
         std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
     } else {
         std::fs::read(input).map(|b| bytes = b)
     };
-    read.map_err(|source| precis::assemble::input::InputError::Read {
+    read.map_err(|source| InputError::Read {
         source_name: source_name.to_string(),
         source,
     })?;
-    Ok(decode_text(&bytes, source_name)?)
+    let decoded = decode_text(&bytes, source_name, args.lossy)?;
+    warnings.extend(decoded.warning);
+    if args.html {
+        let text = html::to_text(&decoded.text);
+        if text.trim().is_empty() {
+            return Err(InputError::Empty {
+                source_name: format!("{source_name} without its HTML markup"),
+            }
+            .into());
+        }
+        return Ok(text);
+    }
+    if html::looks_like_html(&decoded.text) {
+        warnings.push(format!(
+            "{source_name} looks like HTML; its tags will be translated as text. Pass --html \
+             to keep only the text"
+        ));
+    }
+    Ok(decoded.text)
 }
 
 fn refuse_overwriting_input(input: &Path, output: &Path) -> anyhow::Result<()> {
@@ -329,6 +401,49 @@ fn refuse_overwriting_input(input: &Path, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails now, before minutes of work, if the result could not be written at `output`: its
+/// folder must exist and take a new file (the result goes to a temporary file there first).
+fn check_output_location(output: &Path) -> anyhow::Result<()> {
+    if output.is_dir() {
+        return Err(output_failure(format!(
+            "cannot write the result to {}: it is a folder; give a file name",
+            output.display()
+        )));
+    }
+    let dir = output_dir(output);
+    if !dir.is_dir() {
+        return Err(output_failure(format!(
+            "cannot write the result to {}: the folder {} does not exist",
+            output.display(),
+            dir.display()
+        )));
+    }
+    staging_file(output, dir).map(drop)
+}
+
+/// The folder a result file goes in.
+fn output_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file beside the result, removed unless persisted.
+fn staging_file(path: &Path, dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".precis-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            output_failure(format!(
+                "cannot write the result to {}: cannot create a file in {}: {e}",
+                path.display(),
+                dir.display()
+            ))
+        })
+}
+
 /// Writes the whole result to a temporary file beside the target, then renames it, so an
 /// interrupted run never leaves half a result under the final name.
 fn write_output(output: Option<&Path>, rendered: &str) -> anyhow::Result<()> {
@@ -339,15 +454,7 @@ fn write_output(output: Option<&Path>, rendered: &str) -> anyhow::Result<()> {
             .and_then(|_| stdout.flush())
             .map_err(|e| output_failure(format!("cannot write to standard output: {e}")));
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut staged = tempfile::Builder::new()
-        .prefix(".precis-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| output_failure(format!("cannot write in {}: {e}", dir.display())))?;
+    let mut staged = staging_file(path, output_dir(path))?;
     staged
         .write_all(rendered.as_bytes())
         .and_then(|_| staged.as_file().sync_all())
@@ -403,7 +510,7 @@ fn load_generator(
             engines::cpu_threads()
         );
     }
-    let engine = LlmEngine::load(weights, &Device::Cpu)?;
+    let engine = LlmEngine::load(weights, &Device::Cpu).with_context(|| cannot_load(&spec.id))?;
     Ok((engine, spec.id.clone()))
 }
 
@@ -427,7 +534,7 @@ fn load_embedder(context: &Context, warnings: &mut Vec<String>) -> Option<(Embed
                 weights: path("model.safetensors")?,
             };
             let max_tokens = spec.context_length;
-            Ok(Embedder::load(&files, max_tokens, &Device::Cpu)?)
+            Embedder::load(&files, max_tokens, &Device::Cpu).with_context(|| cannot_load(&spec.id))
         });
     match loaded {
         Ok(embedder) => Some((embedder, spec.id.clone())),
@@ -456,12 +563,24 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     bar
 }
 
-fn progress_reporter(bar: &ProgressBar) -> impl FnMut(Progress<'_>) + '_ {
+/// Articles with at least this many paragraphs get progress lines when stderr is not a
+/// terminal (a log, a pipe), where the progress bar draws nothing.
+const PROGRESS_LINES_FROM: usize = 20;
+
+fn progress_reporter(bar: &ProgressBar, quiet: bool) -> impl FnMut(Progress<'_>) + '_ {
+    let lines = !quiet && !std::io::stderr().is_terminal();
     let mut stage = String::new();
+    let mut last_tenth = 0;
     move |event| match event {
         Progress::Paragraph { index, count } => {
             stage = format!("translating paragraph {}/{count}", index + 1);
             bar.set_message(stage.clone());
+            // One line per tenth of the article, so a long run in a log shows it is moving.
+            let tenth = 10 * index / count;
+            if lines && count >= PROGRESS_LINES_FROM && tenth > last_tenth {
+                last_tenth = tenth;
+                eprintln!("precis: {stage} ({}%)", 10 * tenth);
+            }
         }
         Progress::Summary => {
             stage = "writing the summary".to_string();

@@ -19,6 +19,15 @@ pub struct CommandFailure {
     pub message: String,
 }
 
+/// The context of a model that is cached but cannot be loaded, with the two commands that
+/// find and replace a damaged file.
+pub fn cannot_load(id: &str) -> String {
+    format!(
+        "cannot load model {id} (`precis models verify {id}` checks its files and moves damaged \
+         ones aside; `precis models fetch --force {id}` downloads them again)"
+    )
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let context = Context::new(&cli.global)?;
     match cli.command {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use candle_core::Device;
 use precis::{
     engines::{marian::MARIAN_FILES, MarianEngine},
@@ -11,7 +12,7 @@ use precis::{
     load::{catalog::Architecture, LoadError, Role},
 };
 
-use super::{CommandFailure, Context};
+use super::{cannot_load, CommandFailure, Context};
 use crate::cli::{ArticleArgs, TranslatorChoice};
 
 /// The engine chosen for the translation.
@@ -151,5 +152,5 @@ pub fn load_marian(context: &Context, id: &str) -> anyhow::Result<MarianEngine> 
         })?;
         paths.insert(name.to_string(), path.to_path_buf());
     }
-    Ok(MarianEngine::load(&paths, &Device::Cpu)?)
+    MarianEngine::load(&paths, &Device::Cpu).with_context(|| cannot_load(id))
 }

@@ -292,6 +292,24 @@ impl MarianEngine {
         max_batch: usize,
         on_step: &mut dyn FnMut(usize),
     ) -> Result<(Vec<SentenceTranslation>, BatchTimings), EngineError> {
+        let (results, timings) =
+            self.translate_batches(sentences, search, max_batch, &mut |step| {
+                on_step(step);
+                ControlFlow::Continue(())
+            })?;
+        Ok((results.into_iter().flatten().collect(), timings))
+    }
+
+    /// [`Self::translate_sentences`], stopping after the batch in which `on_step` returns
+    /// `Break` (a decoder step cannot be abandoned half-way): the sentences of the batches not
+    /// run are `None`.
+    fn translate_batches(
+        &self,
+        sentences: &[&str],
+        search: &SearchConfig,
+        max_batch: usize,
+        on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
+    ) -> Result<(Vec<Option<SentenceTranslation>>, BatchTimings), EngineError> {
         let started = Instant::now();
         let ids: Vec<Vec<u32>> = sentences
             .iter()
@@ -306,10 +324,12 @@ impl MarianEngine {
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut results: Vec<Option<SentenceTranslation>> = vec![None; sentences.len()];
         let mut generated = 0;
+        let mut stop = false;
         for batch in order.chunks(max_batch.max(1)) {
             let sources: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
-            let (hypotheses, t) =
-                self.generate_ids(&sources, search, &mut |step| on_step(generated + step))?;
+            let (hypotheses, t) = self.generate_ids(&sources, search, &mut |step| {
+                stop |= on_step(generated + step).is_break();
+            })?;
             generated += t.decoder_steps;
             timings.encode += t.encode;
             timings.decode += t.decode;
@@ -322,8 +342,11 @@ impl MarianEngine {
                     ended: h.ended,
                 });
             }
+            if stop {
+                break;
+            }
         }
-        Ok((results.into_iter().flatten().collect(), timings))
+        Ok((results, timings))
     }
 }
 
@@ -436,28 +459,37 @@ impl Translator for MarianTranslator<'_> {
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
         let (translations, timings) =
             self.engine
-                .translate_sentences(&refs, &self.search, self.max_batch, &mut |step| {
-                    let _ = on_token(TokenProgress {
+                .translate_batches(&refs, &self.search, self.max_batch, &mut |step| {
+                    on_token(TokenProgress {
                         generated: step,
                         text: "",
-                    });
+                    })
                 })?;
-        let stop = if translations.iter().all(|t| t.ended) {
-            StopReason::EndToken
-        } else {
-            StopReason::MaxTokens
-        };
-        let text = translations
-            .iter()
-            .map(|t| t.text.as_str())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        // A stopped run returns nothing of the chunk: the pipeline drops it anyway.
+        let (text, stop, prompt_tokens, generated_tokens) =
+            match translations.into_iter().collect::<Option<Vec<_>>>() {
+                None => (String::new(), StopReason::Cancelled, 0, 0),
+                Some(translations) => (
+                    translations
+                        .iter()
+                        .map(|t| t.text.as_str())
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if translations.iter().all(|t| t.ended) {
+                        StopReason::EndToken
+                    } else {
+                        StopReason::MaxTokens
+                    },
+                    translations.iter().map(|t| t.source_ids.len()).sum(),
+                    translations.iter().map(|t| t.ids.len()).sum(),
+                ),
+            };
         Ok(Output {
             text,
             stop,
-            prompt_tokens: translations.iter().map(|t| t.source_ids.len()).sum(),
-            generated_tokens: translations.iter().map(|t| t.ids.len()).sum(),
+            prompt_tokens,
+            generated_tokens,
             tokenize_time: split_time + timings.tokenize,
             prompt_time: timings.encode,
             generation_time: timings.decode,

@@ -93,6 +93,23 @@ impl HfCache {
             .tempfile_in(blobs)
     }
 
+    /// Removes the staging files of [`HfCache::staging_file`] that a killed precis left in the
+    /// repo's blobs folder (dropping one deletes it; a killed process cannot). Call it only with
+    /// the repo's lock held: precis stages files only under that lock, so none of these is in
+    /// use. Best effort: a file that cannot be removed only wastes space.
+    pub fn remove_stale_staging(&self, repo: &str) {
+        let Ok(entries) = fs::read_dir(self.repo_dir(repo).join("blobs")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".precis-") && name.ends_with(".incomplete") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Files a verified staged file as the blob `sha256`, points the snapshot of `commit` at it,
     /// and records `commit` as the revision's ref.
     pub fn install(

@@ -7,7 +7,12 @@
 //! appends it to the `.part` already there. A fresh call reopens the `.part` and asks from its
 //! length.
 
-use std::{io, path::PathBuf, time::Duration};
+use std::{
+    io,
+    path::PathBuf,
+    sync::{atomic::Ordering, mpsc, Arc},
+    time::{Duration, Instant},
+};
 
 use hf_hub::{
     api::sync::{ApiBuilder, ApiError},
@@ -25,6 +30,8 @@ pub(super) enum HubFailure {
     Refused { status: u16, message: String },
     /// The transfer broke off; what was received stays in a `.part` file for the next try.
     Interrupted(String),
+    /// Nothing arrived for the stall timeout; what was received stays in a `.part` file.
+    Stalled(Duration),
     /// Writing to the cache failed (disk full, permissions).
     LocalIo(io::Error),
     /// Anything else hf-hub reports (a malformed answer from the server, for instance).
@@ -37,6 +44,11 @@ impl std::fmt::Display for HubFailure {
             HubFailure::Unreachable(m) => write!(f, "the hub is unreachable ({m})"),
             HubFailure::Refused { status, message } => write!(f, "HTTP {status}: {message}"),
             HubFailure::Interrupted(m) => write!(f, "the download was cut ({m})"),
+            HubFailure::Stalled(after) => write!(
+                f,
+                "the hub sent nothing for {} s (PRECIS_STALL_TIMEOUT_SECS sets this limit)",
+                after.as_secs()
+            ),
             HubFailure::LocalIo(e) => write!(f, "cannot write to the cache ({e})"),
             HubFailure::Other(m) => f.write_str(m),
         }
@@ -75,40 +87,79 @@ impl Hub {
         &self.endpoint
     }
 
-    /// Downloads one file of a revision into the cache and returns its snapshot path.
+    /// Downloads one file of a revision into the cache and returns its snapshot path. Gives up
+    /// when nothing arrives for `stall_timeout`: hf-hub 0.4.3 sets no timeout on its requests,
+    /// so a server that stops sending would otherwise hang precis for ever. The transfer runs
+    /// on its own thread, which is then left blocked on its socket (precis exits soon after;
+    /// the `.part` it wrote is resumed by the next run).
     pub(super) fn download(
         &self,
         location: &HubLocation,
         file: &str,
         show_progress: bool,
+        stall_timeout: Duration,
     ) -> Result<PathBuf, HubFailure> {
-        let repo = Repo::with_revision(
+        let repo = self.api.repo(Repo::with_revision(
             location.repo.clone(),
             RepoType::Model,
             location.revision.clone(),
-        );
-        let mut progress = HubProgress {
+        ));
+        let progress = HubProgress {
             visible: show_progress,
             bar: None,
+            activity: Arc::default(),
         };
-        let repo = self.api.repo(repo);
-        let mut resumes = 0;
+        let activity = Arc::clone(&progress.activity);
+        let (done, result) = mpsc::channel();
+        let file = file.to_string();
+        std::thread::spawn(move || {
+            let _ = done.send(download_resuming(&repo, &file, progress));
+        });
+        let poll = Duration::from_millis(100).min(stall_timeout);
+        let mut seen = activity.load(Ordering::Relaxed);
+        let mut last_activity = Instant::now();
         loop {
-            match repo
-                .download_with_progress(file, &mut progress)
-                .map_err(classify)
-            {
-                Err(HubFailure::Interrupted(_)) if resumes < RESUME_RETRIES => {
-                    resumes += 1;
-                    std::thread::sleep(Duration::from_millis(300 * resumes as u64));
+            match result.recv_timeout(poll) {
+                Ok(outcome) => return outcome,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HubFailure::Other("the download thread died".into()))
                 }
-                Err(HubFailure::Interrupted(m)) if resumes > 0 => {
-                    return Err(HubFailure::Interrupted(format!(
-                        "{m}; gave up after {resumes} resumes"
-                    )))
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let now = activity.load(Ordering::Relaxed);
+                    if now != seen {
+                        seen = now;
+                        last_activity = Instant::now();
+                    } else if last_activity.elapsed() >= stall_timeout {
+                        return Err(HubFailure::Stalled(stall_timeout));
+                    }
                 }
-                result => return result,
             }
+        }
+    }
+}
+
+/// Downloads `file`, resuming a cut transfer from its `.part` up to [`RESUME_RETRIES`] times.
+fn download_resuming(
+    repo: &hf_hub::api::sync::ApiRepo,
+    file: &str,
+    mut progress: HubProgress,
+) -> Result<PathBuf, HubFailure> {
+    let mut resumes = 0;
+    loop {
+        match repo
+            .download_with_progress(file, &mut progress)
+            .map_err(classify)
+        {
+            Err(HubFailure::Interrupted(_)) if resumes < RESUME_RETRIES => {
+                resumes += 1;
+                std::thread::sleep(Duration::from_millis(300 * resumes as u64));
+            }
+            Err(HubFailure::Interrupted(m)) if resumes > 0 => {
+                return Err(HubFailure::Interrupted(format!(
+                    "{m}; gave up after {resumes} resumes"
+                )))
+            }
+            result => return result,
         }
     }
 }

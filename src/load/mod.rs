@@ -61,6 +61,13 @@ pub enum LoadError {
     #[error("the pip mirror failed for model {id}: {message}")]
     Mirror { id: String, message: String },
 
+    #[error("cannot write to the cache {}: {source}; free some space (or raise the file-size limit) and run the same command again", path.display())]
+    CacheFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -82,7 +89,9 @@ impl LoadError {
             LoadError::Unreachable { .. }
             | LoadError::HubRefused { .. }
             | LoadError::Mirror { .. } => FailureKind::Network,
-            LoadError::Catalog { .. } | LoadError::Io { .. } => FailureKind::Other,
+            LoadError::Catalog { .. } | LoadError::CacheFull { .. } | LoadError::Io { .. } => {
+                FailureKind::Other
+            }
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Progress bars for downloads and imports, drawn on stderr (indicatif draws nothing when stderr
 //! is not a terminal, so piped and CI output stays clean).
 
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) fn bytes_bar(len: u64, message: &str, visible: bool) -> ProgressBar {
@@ -25,11 +30,15 @@ pub(crate) fn bytes_bar(len: u64, message: &str, visible: bool) -> ProgressBar {
 pub(crate) struct HubProgress {
     pub(crate) visible: bool,
     pub(crate) bar: Option<ProgressBar>,
+    /// Counts the callbacks (an answer, received bytes), so a watchdog can see a stalled
+    /// transfer.
+    pub(crate) activity: Arc<AtomicU64>,
 }
 
 /// By reference, so that the resumes of one download share one bar.
 impl hf_hub::api::Progress for &mut HubProgress {
     fn init(&mut self, size: usize, filename: &str) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         // hf-hub calls init again when it resumes; keep one bar.
         let bar = self
             .bar
@@ -39,6 +48,7 @@ impl hf_hub::api::Progress for &mut HubProgress {
     }
 
     fn update(&mut self, size: usize) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
             bar.inc(size as u64);
         }

@@ -5,6 +5,7 @@ use std::{
     fs::File,
     io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use indicatif::ProgressBar;
@@ -30,17 +31,30 @@ pub struct StoreConfig {
     pub offline: bool,
     /// Draw progress bars on stderr.
     pub show_progress: bool,
+    /// A download that receives nothing for this long is given up (and resumed by the next
+    /// run).
+    pub stall_timeout: Duration,
 }
+
+/// Long enough for a slow link or a busy hub, short enough that a dead connection is noticed
+/// by a person waiting at the terminal.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl StoreConfig {
     /// The configuration the Hugging Face tools use: `HF_HUB_CACHE`/`HF_HOME` for the cache,
-    /// `HF_ENDPOINT` for the hub, `HF_HUB_OFFLINE=1` for offline mode.
+    /// `HF_ENDPOINT` for the hub, `HF_HUB_OFFLINE=1` for offline mode; and precis's own
+    /// `PRECIS_STALL_TIMEOUT_SECS` (a whole number of seconds above 0; anything else is ignored).
     pub fn from_env() -> Self {
         StoreConfig {
             cache: HfCache::from_env(),
             endpoint: std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()),
             offline: std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| is_truthy(&v)),
             show_progress: true,
+            stall_timeout: std::env::var("PRECIS_STALL_TIMEOUT_SECS")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&secs| secs > 0)
+                .map_or(DEFAULT_STALL_TIMEOUT, Duration::from_secs),
         }
     }
 }
@@ -187,11 +201,21 @@ impl Store {
                 path: self.config.cache.repo_dir(&spec.hub.repo),
                 source,
             })?;
+        self.config.cache.remove_stale_staging(&spec.hub.repo);
         let needed: Vec<&FileSpec> = if force {
             spec.files.iter().collect()
         } else {
             self.missing(spec)
         };
+        if force {
+            // hf-hub keeps an existing snapshot entry when it downloads a file again, so the
+            // old (perhaps damaged) file would stay in use: unlink the entries first.
+            for file in &needed {
+                if let Some(pointer) = self.config.cache.find(&spec.hub, &file.name) {
+                    let _ = std::fs::remove_file(pointer);
+                }
+            }
+        }
         if needed.is_empty() {
             return self.locate(spec);
         }
@@ -235,11 +259,11 @@ impl Store {
                      `precis models import`"
                 ),
             },
-            HubFailure::Interrupted(reason) => LoadError::Unreachable {
+            HubFailure::Interrupted(_) | HubFailure::Stalled(_) => LoadError::Unreachable {
                 id,
                 reason: format!(
-                    "the download was cut ({reason}); what arrived is kept as a .part file, \
-                     run the same command again to resume"
+                    "{failure}; what arrived is kept as a .part file, run the same command again \
+                     to resume"
                 ),
             },
             HubFailure::Refused { status, message } => LoadError::HubRefused {
@@ -247,11 +271,7 @@ impl Store {
                 file: file.unwrap_or_default(),
                 message: format!("HTTP {status} {message}"),
             },
-            HubFailure::LocalIo(source) => LoadError::Io {
-                action: "write to the cache",
-                path: self.config.cache.repo_dir(&spec.hub.repo),
-                source,
-            },
+            HubFailure::LocalIo(source) => self.cache_write_error(spec, source),
             HubFailure::Other(message) => LoadError::Unreachable {
                 id,
                 reason: message,
@@ -265,7 +285,12 @@ impl Store {
         for file in needed {
             self.remove_spent_part(spec, file);
             let path = hub
-                .download(&spec.hub, &file.name, self.config.show_progress)
+                .download(
+                    &spec.hub,
+                    &file.name,
+                    self.config.show_progress,
+                    self.config.stall_timeout,
+                )
                 .map_err(|failure| match failure {
                     HubFailure::Refused { status, message } => HubFailure::Refused {
                         status,
@@ -382,6 +407,7 @@ impl Store {
             .cache
             .lock_repo(&spec.hub.repo)
             .map_err(|source| self.cache_write_error(spec, source))?;
+        self.config.cache.remove_stale_staging(&spec.hub.repo);
         let mut staged = self.staging_file(spec)?;
         let bar = bytes_bar(len, &file_spec.name, self.config.show_progress);
         let mut writer = HashingWriter::new(bar.wrap_write(staged.as_file_mut()));
@@ -508,10 +534,18 @@ impl Store {
     }
 
     fn cache_write_error(&self, spec: &ModelSpec, source: io::Error) -> LoadError {
-        LoadError::Io {
-            action: "write to the cache",
-            path: self.config.cache.repo_dir(&spec.hub.repo),
-            source,
+        let path = self.config.cache.repo_dir(&spec.hub.repo);
+        if matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+        ) {
+            LoadError::CacheFull { path, source }
+        } else {
+            LoadError::Io {
+                action: "write to the cache",
+                path,
+                source,
+            }
         }
     }
 

@@ -49,6 +49,9 @@ pub enum Fault {
     /// Send the headers, wait this long (or until the hub is stopped, then close),
     /// then send the body.
     Stall(Duration),
+    /// Send the headers and the first `n` bytes of the body, then wait as [`Fault::Stall`]
+    /// does, then send the rest.
+    StallAfter(usize, Duration),
 }
 
 /// One request the hub received.
@@ -581,17 +584,32 @@ fn write_response(shared: &Shared, stream: &mut TcpStream, response: Response) -
     let body = &response.body[..];
     match response.fault {
         Fault::CutAfter(n) => stream.write_all(&body[..n.min(body.len())])?,
-        Fault::Stall(duration) => {
-            let deadline = Instant::now() + duration;
-            while Instant::now() < deadline && !shared.stopped.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(10));
-            }
-            if !shared.stopped.load(Ordering::SeqCst) {
-                stream.write_all(body)?;
-            }
-        }
+        Fault::Stall(duration) => stall_then_send(shared, stream, body, 0, duration)?,
+        Fault::StallAfter(n, duration) => stall_then_send(shared, stream, body, n, duration)?,
         Fault::None | Fault::NotFound => stream.write_all(body)?,
     }
     stream.flush()?;
     stream.shutdown(Shutdown::Both)
+}
+
+/// Sends `body[..sent_first]`, waits `duration` (or until the hub is stopped, then sends
+/// nothing more), then sends the rest.
+fn stall_then_send(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    body: &[u8],
+    sent_first: usize,
+    duration: Duration,
+) -> io::Result<()> {
+    let (first, rest) = body.split_at(sent_first.min(body.len()));
+    stream.write_all(first)?;
+    stream.flush()?;
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline && !shared.stopped.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    if !shared.stopped.load(Ordering::SeqCst) {
+        stream.write_all(rest)?;
+    }
+    Ok(())
 }

@@ -5,3 +5,5 @@
 pub mod fake_hub;
 #[allow(dead_code)]
 pub mod precis;
+#[allow(dead_code)]
+pub mod tiny_marian;

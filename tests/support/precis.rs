@@ -33,6 +33,8 @@ pub struct Precis {
     pub catalog: PathBuf,
     pub endpoint: String,
     env: Vec<(String, OsString)>,
+    /// `ulimit -f` for the child, in KiB: writes past it fail, as on a full disk.
+    file_size_limit_kib: Option<u64>,
 }
 
 /// A finished run.
@@ -74,7 +76,15 @@ impl Precis {
             catalog: catalog.to_path_buf(),
             endpoint: endpoint.to_string(),
             env: Vec::new(),
+            file_size_limit_kib: None,
         }
+    }
+
+    /// The same settings, run under a file-size limit (`ulimit -f`, in KiB).
+    pub fn with_file_size_limit(&self, kib: u64) -> Self {
+        let mut other = self.clone();
+        other.file_size_limit_kib = Some(kib);
+        other
     }
 
     /// The same settings with `name=value` added to the child's environment.
@@ -97,7 +107,19 @@ impl Precis {
 
     /// `precis --catalog DIR ARGS...` with a clean environment, not started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_precis"));
+        let precis = env!("CARGO_BIN_EXE_precis");
+        let mut command = match self.file_size_limit_kib {
+            None => Command::new(precis),
+            Some(kib) => {
+                // bash counts `ulimit -f` in KiB, POSIX sh in 512-byte blocks: ask bash.
+                let mut shell = Command::new("bash");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -f {kib} && exec \"$0\" \"$@\""))
+                    .arg(precis);
+                shell
+            }
+        };
         for (name, _) in std::env::vars_os() {
             if name.to_str().is_some_and(is_inherited_setting) {
                 command.env_remove(&name);
