@@ -20,7 +20,7 @@ use precis::{
     engines::{
         self,
         embedder::EmbedderFiles,
-        tasks::{LlmTranslator, Output},
+        tasks::{LlmTranslator, Output, Translator},
         Embedder, LlmEngine, MarianTranslator,
     },
     failure::FailureKind,
@@ -128,47 +128,36 @@ pub fn run(context: &Context, job: Job, args: ArticleArgs) -> anyhow::Result<()>
                 .map(str::to_string)
                 .collect()
         };
-        let translation = match (chosen, generator.as_mut()) {
+        let (mut marian, mut llm);
+        let translator: &mut dyn Translator = match (chosen, generator.as_mut()) {
             (Chosen::Marian { engine, id }, _) => {
                 let mut search = engine.search_config().clone();
                 if let Some(beams) = args.beams {
                     search.num_beams = beams.get();
                 }
-                let mut translator = MarianTranslator {
+                marian = MarianTranslator {
                     engine,
                     model_id: id.clone(),
                     search,
                     max_batch: MARIAN_BATCH,
                     split_sentences: &split,
                 };
-                stoppable(|| {
-                    pipeline::translate_article(
-                        &mut translator,
-                        &article,
-                        &mut on_progress,
-                        &mut warnings,
-                    )
-                    .map_err(anyhow::Error::from)
-                })?
+                &mut marian
             }
             (Chosen::Llm, Some((engine, model_id))) => {
-                let mut translator = LlmTranslator {
+                llm = LlmTranslator {
                     engine,
                     model_id: model_id.clone(),
                     max_new_tokens: args.max_tokens,
                 };
-                stoppable(|| {
-                    pipeline::translate_article(
-                        &mut translator,
-                        &article,
-                        &mut on_progress,
-                        &mut warnings,
-                    )
-                    .map_err(anyhow::Error::from)
-                })?
+                &mut llm
             }
             (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
         };
+        let translation = stoppable(|| {
+            pipeline::translate_article(translator, &article, &mut on_progress, &mut warnings)
+                .map_err(anyhow::Error::from)
+        })?;
         timings.translate_ms = translate_started.elapsed().as_millis() as u64;
         Some(translation)
     } else {
