@@ -5,7 +5,7 @@
 //! The matrices are 256 MiB of pseudo-random blocks, well beyond any cache, shaped like the
 //! 1.5B model's FFN (rows of 1536 values).
 
-use precis::infer::kquant::{gemm, gemv_many, KQuant, KQuantMatrix, QK_K};
+use precis::infer::kquant::{gemm, KQuant, KQuantMatrix, QK_K};
 use std::time::Instant;
 
 fn pseudo_random_bytes(n: usize) -> Vec<u8> {
@@ -92,11 +92,11 @@ fn main() {
         let bytes = blocks(format, rows, cols);
         let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
-        gemv_many(&[matrix], &x);
+        gemm(&matrix, &x, 1);
         let mut best = f64::INFINITY;
         for _ in 0..10 {
             let start = Instant::now();
-            std::hint::black_box(gemv_many(&[matrix], &x));
+            std::hint::black_box(gemm(&matrix, &x, 1));
             best = best.min(start.elapsed().as_secs_f64());
         }
         println!(
@@ -106,5 +106,21 @@ fn main() {
             best * 1e3,
             read_bandwidth(&bytes)
         );
+        // A few rows at once, as a speculative decoding step verifies its draft: what each
+        // extra row costs over one weight pass.
+        for m in [2, 4, 8] {
+            let xs: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut best_m = f64::INFINITY;
+            for _ in 0..5 {
+                let start = Instant::now();
+                std::hint::black_box(gemm(&matrix, &xs, m));
+                best_m = best_m.min(start.elapsed().as_secs_f64());
+            }
+            println!(
+                "{format:?} {m} rows at once: {:.1} ms, {:.2}x one row (best of 5)",
+                best_m * 1e3,
+                best_m / best
+            );
+        }
     }
 }

@@ -3,8 +3,11 @@
 //! request file, same fields).
 //!
 //! ```text
-//! cargo bench --bench llm -- --model FILE.gguf --requests requests.json [--threads N] [--max-tokens N]
+//! cargo bench --bench llm -- --model FILE.gguf --requests requests.json [--threads N] [--max-tokens N] [--no-lookup]
 //! ```
+//!
+//! `--no-lookup` turns prompt-lookup drafting off (one token per forward pass, as llama.cpp's
+//! plain loop); the text is the same either way.
 //!
 //! Each request is `{"name", "messages": [{"role", "content"}], "max_tokens"}`; decoding is
 //! greedy with no repetition guard (llama_run.py turns llama.cpp's penalties off too), and
@@ -46,19 +49,21 @@ fn messages(request: &Value) -> Vec<ChatMessage> {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut model, mut requests, mut threads, mut max_tokens) = (None, None, None, None);
+    let mut lookup = GenerateOptions::default().lookup;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--model" => model = args.next(),
             "--requests" => requests = args.next(),
             "--threads" => threads = args.next().and_then(|t| t.parse::<NonZeroUsize>().ok()),
             "--max-tokens" => max_tokens = args.next().and_then(|t| t.parse::<usize>().ok()),
+            "--no-lookup" => lookup = None,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let (Some(model), Some(requests)) = (model, requests) else {
-        eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N]");
+        eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N] [--no-lookup]");
         std::process::exit(2);
     };
     if let Some(n) = threads {
@@ -81,6 +86,7 @@ fn main() {
                 .or(request["max_tokens"].as_u64().map(|n| n as usize))
                 .unwrap_or(256),
             repetition: None,
+            lookup,
         };
         let wall = Instant::now();
         let out = engine
@@ -105,11 +111,15 @@ fn main() {
             "wall_ms": wall.elapsed().as_secs_f64() * 1e3,
             "prompt_tokens_per_s": s.prompt_tokens_per_s(),
             "generated_tokens_per_s": s.generation_tokens_per_s(),
+            "generation_passes": s.generation_passes,
+            "draft_tokens": s.draft_tokens,
+            "accepted_draft_tokens": s.accepted_draft_tokens,
             "text": out.text,
         }));
     }
     let report = json!({
         "engine": "precis",
+        "prompt_lookup": lookup.is_some(),
         "threads": engines::cpu_threads(),
         "load_ms": load_ms,
         "requests": results,

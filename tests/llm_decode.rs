@@ -1,7 +1,9 @@
 //! The greedy decoding loop on scripted "models" (no weights): stop conditions, the repetition
 //! guard, cancellation, context limits and KV-cache positions.
 
-use precis::infer::decode::{greedy, CausalLm, DecodeOptions, RepetitionGuard, StopReason};
+use precis::infer::decode::{
+    greedy, CausalLm, DecodeOptions, PromptLookup, RepetitionGuard, StopReason,
+};
 use precis::infer::InferError;
 use std::ops::ControlFlow;
 
@@ -9,7 +11,8 @@ const VOCAB: usize = 64;
 const END: u32 = 2;
 
 /// Predicts the next token from the whole sequence so far, and checks that it is driven like a
-/// model with a KV cache: the prompt at position 0, then one token at a time, in order.
+/// model with a KV cache: the prompt at position 0, then one token at a time, each at the
+/// position after the last or (after a rejected draft) rewinding to an earlier one.
 struct Scripted<F: Fn(&[u32]) -> u32> {
     next: F,
     seen: Vec<u32>,
@@ -28,11 +31,9 @@ impl<F: Fn(&[u32]) -> u32> Scripted<F> {
 
 impl<F: Fn(&[u32]) -> u32> CausalLm for Scripted<F> {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
-        if position == 0 {
-            self.seen.clear();
-        }
-        assert_eq!(position, self.seen.len(), "forward pass out of order");
+        assert!(position <= self.seen.len(), "forward pass out of order");
         assert!(position == 0 || tokens.len() == 1);
+        self.seen.truncate(position);
         self.seen.extend_from_slice(tokens);
         let mut logits = vec![0.0; VOCAB];
         logits[(self.next)(&self.seen) as usize] = 1.0;
@@ -49,6 +50,7 @@ fn opts(max_new_tokens: usize) -> DecodeOptions {
         max_new_tokens,
         stop_tokens: vec![END],
         repetition: Some(RepetitionGuard::default()),
+        lookup: None,
     }
 }
 
@@ -204,4 +206,119 @@ fn ties_go_to_the_lowest_id() {
     }
     let (tokens, _) = run(&mut Flat, &[1], &opts(3));
     assert_eq!(tokens, [0, 0, 0]);
+}
+
+/// Copies: after token 20 it repeats the prompt's token that followed the latest earlier 20,
+/// and otherwise says what `counting` says, so prompt-lookup drafts hold in some places and
+/// fail in others.
+fn copying(seen: &[u32]) -> u32 {
+    let last = *seen.last().unwrap();
+    let earlier = seen[..seen.len() - 1].iter().rposition(|&t| t == last);
+    match earlier {
+        Some(i) if last == 20 || seen[i + 1] % 3 != 0 => seen[i + 1],
+        _ => counting(seen),
+    }
+}
+
+fn with_lookup(max_new_tokens: usize) -> DecodeOptions {
+    DecodeOptions {
+        lookup: Some(PromptLookup::default()),
+        ..opts(max_new_tokens)
+    }
+}
+
+#[test]
+fn drafts_leave_the_output_and_every_steps_logits_unchanged() {
+    let prompt = [1, 20, 21, 22, 25, 26, 27, 40, 41, 30, 31, 32, 33, 20];
+    for max_new in [1, 2, 5, 17, 64, 200] {
+        let mut plain = Scripted::new(copying);
+        let mut expected = Vec::new();
+        let base = greedy(&mut plain, &prompt, &opts(max_new), |step| {
+            expected.push((step.index, step.token, step.logits.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+
+        let mut drafted = Scripted::new(copying);
+        let mut got = Vec::new();
+        let out = greedy(&mut drafted, &prompt, &with_lookup(max_new), |step| {
+            got.push((step.index, step.token, step.logits.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(
+            (&out.tokens, out.stop),
+            (&base.tokens, base.stop),
+            "max_new {max_new}"
+        );
+        assert_eq!(got, expected);
+        assert_eq!(out.stats.generated_tokens, base.stats.generated_tokens);
+        // What the model saw last is the same sequence (rejected drafts rewound).
+        let n = prompt.len() + out.tokens.len() - 1;
+        assert_eq!(drafted.seen[..n], plain.seen[..n]);
+        if max_new == 200 {
+            assert!(out.stats.accepted_draft_tokens > 10, "{:?}", out.stats);
+            assert!(out.stats.accepted_draft_tokens < out.stats.draft_tokens);
+            assert!(out.stats.generation_passes < out.tokens.len() - 1);
+            assert_eq!(base.stats.generation_passes, base.tokens.len() - 1);
+        }
+    }
+}
+
+#[test]
+fn an_end_token_inside_a_confirmed_draft_ends_generation_there() {
+    // The prompt holds "5 6 7 END 9"; the model copies after 5, so the draft "6 7 END 9"
+    // holds up to END.
+    let next = |seen: &[u32]| match *seen.last().unwrap() {
+        5 => 6,
+        6 => 7,
+        7 => END,
+        _ => 5,
+    };
+    let prompt = [4, 5, 6, 7, END, 9, 4];
+    let mut m = Scripted::new(next);
+    let out = greedy(&mut m, &prompt, &with_lookup(50), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        (out.tokens, out.stop),
+        (vec![5, 6, 7, END], StopReason::EndToken)
+    );
+}
+
+#[test]
+fn drafts_never_pass_the_token_budget() {
+    let prompt: Vec<u32> = (10..60).chain(10..13).collect();
+    let mut m = Scripted::new(counting);
+    let out = greedy(&mut m, &prompt, &with_lookup(9), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(out.tokens, (13..22).collect::<Vec<_>>());
+    assert_eq!(out.stop, StopReason::MaxTokens);
+    // Every draft was confirmed and none reached past the ninth token.
+    assert_eq!(out.stats.accepted_draft_tokens, out.stats.draft_tokens);
+    assert_eq!(m.seen.len(), prompt.len() + 8);
+}
+
+#[test]
+fn lookup_drafts_from_the_latest_occurrence_of_the_longest_ngram() {
+    let lookup = PromptLookup {
+        max_ngram: 3,
+        min_ngram: 2,
+        max_draft: 3,
+    };
+    // "1 2 3" occurs at 0 and 6; the latest earlier one (6) is followed by 9 9.
+    assert_eq!(
+        lookup.draft(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 9, 9, 1, 2, 3]),
+        [9, 9, 1]
+    );
+    // Only the last two tokens occurred before.
+    assert_eq!(lookup.draft(&[7, 2, 3, 8, 1, 2, 3]), [8, 1, 2]);
+    // The draft stops at the end of the sequence.
+    assert_eq!(lookup.draft(&[2, 3, 2, 3]), [2, 3]);
+    // A lone token is below min_ngram; nothing else matches.
+    assert!(lookup.draft(&[1, 2, 3, 4, 3]).is_empty());
+    assert!(lookup.draft(&[]).is_empty());
 }

@@ -151,3 +151,56 @@ fn kv_cache_continues_and_rewinds() {
         Err(InferError::Position { .. })
     ));
 }
+
+/// Prompt-lookup drafts are checked in batched passes (`Qwen2::forward_each`); the reply, and
+/// the logits of every step, must be exactly those of one token per pass.
+#[test]
+fn prompt_lookup_changes_nothing_but_the_number_of_passes() {
+    let models = [llm_common::qwen05(), llm_common::qwen15()];
+    for path in models.into_iter().flatten() {
+        let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+        let messages = [ChatMessage::user(
+            "Translate into English: « Le 15 août 2025, Donald Trump et Vladimir Poutine se sont \
+             rencontrés à la base Elmendorf-Richardson d'Anchorage, en Alaska. Donald Trump et \
+             Vladimir Poutine ont parlé pendant trois heures. »",
+        )];
+        let mut runs = Vec::new();
+        for lookup in [None, GenerateOptions::default().lookup] {
+            let opts = GenerateOptions {
+                max_new_tokens: 80,
+                lookup,
+                ..GenerateOptions::default()
+            };
+            let mut steps: Vec<(u32, Vec<f32>)> = Vec::new();
+            let out = engine
+                .generate(&messages, &opts, |ev| {
+                    steps.push((ev.token, ev.logits.to_vec()));
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            eprintln!("{}: {:?} {:?}", path.display(), out.text, out.stats);
+            runs.push((out, steps));
+        }
+        let [(plain, plain_steps), (drafted, drafted_steps)] = <[_; 2]>::try_from(runs).unwrap();
+        assert_eq!(
+            drafted.tokens, plain.tokens,
+            "{:?} vs {:?}",
+            drafted.text, plain.text
+        );
+        assert_eq!(drafted.stop, plain.stop);
+        for (i, (a, b)) in drafted_steps.iter().zip(&plain_steps).enumerate() {
+            assert!(
+                a.1.iter()
+                    .zip(&b.1)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "logits differ at step {i}"
+            );
+        }
+        assert!(
+            drafted.stats.accepted_draft_tokens > 0,
+            "{:?}",
+            drafted.stats
+        );
+        assert!(drafted.stats.generation_passes < plain.stats.generation_passes);
+    }
+}

@@ -155,6 +155,7 @@ fn greedy_parity(path: PathBuf, fixture_name: &str) {
     let opts = GenerateOptions {
         max_new_tokens: fx.generated_ids.len(),
         repetition: None,
+        ..GenerateOptions::default()
     };
     // Our logits for llama.cpp's top 5, step by step.
     let mut ours: Vec<Vec<f32>> = Vec::new();

@@ -1,7 +1,9 @@
 //! A chat model (Qwen2 GGUF) that turns messages into a streamed, greedy reply.
 
 use super::EngineError;
-use crate::infer::{decode, DecodeOptions, DecodeStats, Qwen2, RepetitionGuard, StopReason};
+use crate::infer::{
+    decode, DecodeOptions, DecodeStats, PromptLookup, Qwen2, RepetitionGuard, StopReason,
+};
 use crate::tokenize::{ChatMessage, ChatTemplate, GgufTokenizer, Utf8Stream};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
@@ -18,6 +20,8 @@ const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
     pub repetition: Option<RepetitionGuard>,
+    /// Drafts from the prompt, checked in one pass each; the reply is the same without them.
+    pub lookup: Option<PromptLookup>,
 }
 
 impl Default for GenerateOptions {
@@ -25,6 +29,7 @@ impl Default for GenerateOptions {
         Self {
             max_new_tokens: 1024,
             repetition: Some(RepetitionGuard::default()),
+            lookup: Some(PromptLookup::default()),
         }
     }
 }
@@ -128,6 +133,7 @@ impl LlmEngine {
             max_new_tokens: opts.max_new_tokens,
             stop_tokens: self.stop_tokens.clone(),
             repetition: opts.repetition,
+            lookup: opts.lookup,
         };
         let mut stream = Utf8Stream::new();
         let mut text = String::new();

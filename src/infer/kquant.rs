@@ -128,6 +128,30 @@ impl<'a> KQuantMatrix<'a> {
             KQuant::Q6K => dot::<BlockQ6K, R>(self.row(row), xs),
         }
     }
+
+    /// `row_dots` for any number of activation rows up to [`ROWS_PER_DECODE`], written to `out`:
+    /// a group smaller than a full one still decodes the weight row once.
+    fn row_dots_into(&self, row: usize, xs: &[&[BlockQ8K]], out: &mut [f32]) {
+        fn fixed<const R: usize>(
+            m: &KQuantMatrix,
+            row: usize,
+            xs: &[&[BlockQ8K]],
+            out: &mut [f32],
+        ) {
+            out.copy_from_slice(&m.row_dots::<R>(row, xs.try_into().expect("R rows")));
+        }
+        match xs.len() {
+            1 => fixed::<1>(self, row, xs, out),
+            2 => fixed::<2>(self, row, xs, out),
+            3 => fixed::<3>(self, row, xs, out),
+            4 => fixed::<4>(self, row, xs, out),
+            5 => fixed::<5>(self, row, xs, out),
+            6 => fixed::<6>(self, row, xs, out),
+            7 => fixed::<7>(self, row, xs, out),
+            8 => fixed::<8>(self, row, xs, out),
+            n => unreachable!("{n} rows in one group"),
+        }
+    }
 }
 
 fn cast_blocks<T: Copy>(bytes: &[u8]) -> &[T] {
@@ -648,93 +672,103 @@ mod simd {
 /// briefly descheduled, large enough that scheduling costs stay negligible.
 const ROWS_PER_TASK: usize = 16;
 
-/// `W x` for each matrix, sharing one quantisation of `x` and one parallel region.
-/// Every matrix must have `x.len()` columns.
-pub fn gemv_many(matrices: &[KQuantMatrix], x: &[f32]) -> Vec<Vec<f32>> {
-    let xq = quantize_q8k(x);
-    let mut outputs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0.0; m.rows]).collect();
-    let tasks: Vec<(&KQuantMatrix, usize, &mut [f32])> = matrices
-        .iter()
-        .zip(outputs.iter_mut())
-        .flat_map(|(m, out)| {
-            debug_assert_eq!(m.cols, x.len());
-            out.chunks_mut(ROWS_PER_TASK)
-                .enumerate()
-                .map(move |(i, chunk)| (m, i * ROWS_PER_TASK, chunk))
-        })
-        .collect();
-    tasks.into_par_iter().for_each(|(m, first, out)| {
-        for (i, y) in out.iter_mut().enumerate() {
-            [*y] = m.row_dots(first + i, [&xq]);
-        }
-    });
-    outputs
-}
-
 /// Activation rows multiplied together against each weight row: its blocks are decoded once
 /// for this many rows, which stay in registers.
 const ROWS_PER_DECODE: usize = 8;
 
-/// Bytes of quantised activation rows a prompt product keeps in cache at a time.
+/// Bytes of quantised activation rows a product keeps in cache at a time.
 const X_TILE_BYTES: usize = 256 << 10;
 
 /// Activation rows from which a product goes through the tiled kernels when the CPU has them:
-/// below, unpacking the tiles costs more than it saves.
-const TILED_FROM_ROWS: usize = 16;
+/// below, unpacking the tiles costs more than it saves, and each row's result equals its
+/// single-row product bit for bit (a speculative draft's verification relies on it).
+pub const TILED_FROM_ROWS: usize = 16;
 
-/// `X W^T` for `x` holding `m` rows of `matrix.cols` values; the result is `m × matrix.rows`,
-/// row-major. Prompt-sized products use the tiled AVX-512 VNNI kernels where the CPU has them;
-/// otherwise row `i` equals `gemv_many(&[matrix], x_i)` bit for bit.
-pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
-    debug_assert_eq!(x.len(), m * matrix.cols);
+/// `X W^T` for each matrix, for `x` holding `m` rows of the matrices' common column count;
+/// each result is `m × matrix.rows`, row-major. The rows are quantised once for all matrices.
+/// Prompt-sized products go through the tiled AVX-512 VNNI kernels where the CPU has them;
+/// otherwise every matrix runs in one parallel region and row `i` of each result equals the
+/// one-row product of `x_i` bit for bit.
+pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+    let Some(cols) = matrices.first().map(|matrix| matrix.cols) else {
+        return Vec::new();
+    };
+    debug_assert!(matrices.iter().all(|matrix| matrix.cols == cols));
+    debug_assert_eq!(x.len(), m * cols);
     let xq = quantize_q8k(x);
-    let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(matrix.cols / QK_K).collect();
+    let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
     #[cfg(target_arch = "x86_64")]
     if m >= TILED_FROM_ROWS {
-        if let Some(out) = super::kquant_tiles::gemm(matrix, &x_rows) {
-            return out;
+        let tiled: Option<Vec<_>> = matrices
+            .iter()
+            .map(|matrix| super::kquant_tiles::gemm(matrix, &x_rows))
+            .collect();
+        if let Some(tiled) = tiled {
+            return tiled;
         }
     }
-    gemm_by_rows(matrix, &x_rows)
+    gemm_by_rows(matrices, &x_rows)
 }
 
-/// The portable product: each result through the decoding kernels.
-fn gemm_by_rows(matrix: &KQuantMatrix, x_rows: &[&[BlockQ8K]]) -> Vec<f32> {
-    let (n, k, m) = (matrix.rows, matrix.cols, x_rows.len());
+/// [`gemm_many`] for one matrix.
+pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    gemm_many(&[*matrix], x, m).remove(0)
+}
+
+/// The portable product: each result through the decoding kernels, the weight rows of every
+/// matrix split into tasks of one parallel region.
+fn gemm_by_rows(matrices: &[KQuantMatrix], x_rows: &[&[BlockQ8K]]) -> Vec<Vec<f32>> {
+    let Some(k) = matrices.first().map(|matrix| matrix.cols) else {
+        return Vec::new();
+    };
+    let m = x_rows.len();
     // Weight-row-major while computing, so each task writes one contiguous run.
-    let mut by_weight_row = vec![0f32; n * m];
+    let mut by_weight_row: Vec<Vec<f32>> = matrices
+        .iter()
+        .map(|matrix| vec![0f32; matrix.rows * m])
+        .collect();
     // A task's weight rows are multiplied with one tile of activation rows after another, so
     // that both stay in the core's cache (a long row of 35 blocks times 600 prompt tokens
     // would not).
     let tile = (X_TILE_BYTES / (k / QK_K * std::mem::size_of::<BlockQ8K>())).max(ROWS_PER_DECODE);
-    by_weight_row
-        .par_chunks_mut(ROWS_PER_TASK * m)
-        .enumerate()
-        .for_each(|(task, out)| {
-            for (t, tile_rows) in x_rows.chunks(tile).enumerate() {
-                for (i, out) in out.chunks_exact_mut(m).enumerate() {
-                    let row = task * ROWS_PER_TASK + i;
-                    let out = &mut out[t * tile..t * tile + tile_rows.len()];
-                    let mut groups = tile_rows.chunks_exact(ROWS_PER_DECODE);
-                    let mut outs = out.chunks_exact_mut(ROWS_PER_DECODE);
-                    for (group, out) in (&mut groups).zip(&mut outs) {
-                        let xs: [&[BlockQ8K]; ROWS_PER_DECODE] =
-                            group.try_into().expect("a full group");
-                        out.copy_from_slice(&matrix.row_dots(row, xs));
-                    }
-                    for (x, y) in groups.remainder().iter().zip(outs.into_remainder()) {
-                        [*y] = matrix.row_dots(row, [x]);
-                    }
+    let tasks: Vec<(&KQuantMatrix, usize, &mut [f32])> = matrices
+        .iter()
+        .zip(by_weight_row.iter_mut())
+        .flat_map(|(matrix, out)| {
+            out.chunks_mut(ROWS_PER_TASK * m)
+                .enumerate()
+                .map(move |(task, out)| (matrix, task * ROWS_PER_TASK, out))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(matrix, first, out)| {
+        for (t, tile_rows) in x_rows.chunks(tile).enumerate() {
+            for (i, out) in out.chunks_exact_mut(m).enumerate() {
+                let out = &mut out[t * tile..t * tile + tile_rows.len()];
+                for (group, out) in tile_rows
+                    .chunks(ROWS_PER_DECODE)
+                    .zip(out.chunks_mut(ROWS_PER_DECODE))
+                {
+                    matrix.row_dots_into(first + i, group, out);
                 }
             }
-        });
-    let mut out = vec![0f32; m * n];
-    for (row, column) in by_weight_row.chunks_exact(m).enumerate() {
-        for (i, v) in column.iter().enumerate() {
-            out[i * n + row] = *v;
         }
+    });
+    if m == 1 {
+        return by_weight_row;
     }
-    out
+    by_weight_row
+        .into_iter()
+        .zip(matrices)
+        .map(|(by_weight_row, matrix)| {
+            let mut out = vec![0f32; m * matrix.rows];
+            for (row, column) in by_weight_row.chunks_exact(m).enumerate() {
+                for (i, v) in column.iter().enumerate() {
+                    out[i * matrix.rows + row] = *v;
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -873,7 +907,7 @@ mod tests {
         for (format, bytes) in [(KQuant::Q4K, b4), (KQuant::Q6K, b6)] {
             let matrix = KQuantMatrix::new(format, rows, cols, bytes).unwrap();
             let tiled = crate::infer::kquant_tiles::gemm(&matrix, &x_rows).unwrap();
-            let by_rows = gemm_by_rows(&matrix, &x_rows);
+            let by_rows = gemm_by_rows(&[matrix], &x_rows).remove(0);
             for (i, (a, b)) in tiled.iter().zip(&by_rows).enumerate() {
                 assert!(close(*a, *b), "{format:?} element {i}: {a} vs {b}");
             }
@@ -910,7 +944,7 @@ mod tests {
     }
 
     #[test]
-    fn gemv_many_computes_every_row_of_every_matrix() {
+    fn gemm_many_computes_every_row_of_every_matrix() {
         let (rows, cols) = (37, 512);
         let w4 = q4k_blocks(rows * 2, 7);
         let w6 = q6k_blocks(rows * 2, 8);
@@ -926,17 +960,21 @@ mod tests {
         let m6 = KQuantMatrix::new(KQuant::Q6K, rows, cols, &b6).unwrap();
         assert!(KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4[1..]).is_none());
         let x = activations(cols, 4);
-        let out = gemv_many(&[m4, m6], &x);
-        // The portable prompt path: every row of an 11-row product (a group of 8 and a
-        // remainder of 3) must equal the decoding path's result exactly.
-        let xs = activations(cols * 11, 5);
-        let xq = quantize_q8k(&xs);
-        let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
-        for m in [m4, m6] {
-            let product = gemm_by_rows(&m, &x_rows);
-            for (i, x) in xs.chunks_exact(cols).enumerate() {
-                let single = &gemv_many(&[m], x)[0];
-                assert_eq!(&product[i * rows..(i + 1) * rows], &single[..], "row {i}");
+        let out = gemm_many(&[m4, m6], &x, 1);
+        // Below the tiled path, every row of a product of 2 to 15 rows (one group of 8 and
+        // groups of 1 to 7) must equal the one-row result exactly, for both matrices at once.
+        for n in 2..TILED_FROM_ROWS {
+            let xs = activations(cols * n, 5);
+            let products = gemm_many(&[m4, m6], &xs, n);
+            for (product, m) in products.iter().zip([m4, m6]) {
+                for (i, x) in xs.chunks_exact(cols).enumerate() {
+                    let single = gemm(&m, x, 1);
+                    assert_eq!(
+                        &product[i * rows..(i + 1) * rows],
+                        &single[..],
+                        "row {i} of {n}"
+                    );
+                }
             }
         }
         let xq = quantize_q8k(&x);

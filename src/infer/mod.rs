@@ -9,7 +9,7 @@ pub mod marian;
 pub mod qwen2;
 
 pub use decode::{
-    CausalLm, DecodeOptions, DecodeStats, Decoded, RepetitionGuard, Step, StopReason,
+    CausalLm, DecodeOptions, DecodeStats, Decoded, PromptLookup, RepetitionGuard, Step, StopReason,
 };
 pub use qwen2::{Qwen2, Qwen2Config};
 

@@ -27,6 +27,10 @@ use std::sync::Arc;
 /// (heads × chunk × context floats) stay small however long the prompt is.
 const PROMPT_CHUNK: usize = 512;
 
+/// Chunks shorter than this go through every product and the attention row by row (see
+/// `kquant::TILED_FROM_ROWS`): their logits equal those of feeding the tokens one at a time.
+const ROW_EXACT_BELOW: usize = kquant::TILED_FROM_ROWS;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2Config {
     pub block_count: usize,
@@ -210,8 +214,8 @@ impl QLinear {
     }
 
     /// `x W^T` for each of `linears` (which share `x`). With k-quant kernels for every matrix,
-    /// a single row runs all products in one parallel region, and several rows give each row
-    /// exactly its single-row result.
+    /// `x` is quantised once for all of them, and fewer rows than `ROW_EXACT_BELOW` run every
+    /// product in one parallel region and give each row exactly its single-row result.
     fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let matrices: Option<Vec<_>> = linears.iter().map(|l| l.matrix()).collect();
         let Some(matrices) = matrices else {
@@ -220,15 +224,7 @@ impl QLinear {
         let dims = x.dims().to_vec();
         let rows = dims[..dims.len() - 1].iter().product::<usize>();
         let input = x.flatten_all()?.to_vec1::<f32>()?;
-        let outputs = if rows == 1 {
-            kquant::gemv_many(&matrices, &input)
-        } else {
-            matrices
-                .iter()
-                .map(|m| kquant::gemm(m, &input, rows))
-                .collect()
-        };
-        outputs
+        kquant::gemm_many(&matrices, &input, rows)
             .into_iter()
             .zip(&matrices)
             .map(|(out, m)| {
@@ -309,12 +305,17 @@ impl KvCache {
     }
 }
 
-/// Attention of one query position over the whole cache. `q` is `[head][dim]`; the query heads
-/// sharing a KV head (head `h` reads KV head `h / (heads / kv heads)`) are done together, so
-/// each cached key and value is read once per KV head, and the KV heads run on rayon's threads.
-fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
+/// Attention of one query position over the first `positions` cached positions. `q` is
+/// `[head][dim]`; the query heads sharing a KV head (head `h` reads KV head
+/// `h / (heads / kv heads)`) are done together, so each cached key and value is read once per
+/// KV head, and the KV heads run on rayon's threads.
+fn decode_attention(
+    q: &[f32],
+    cache: &KvCache,
+    positions: usize,
+    (n_head, n_kv, hd): (usize, usize, usize),
+) -> Vec<f32> {
     use rayon::prelude::*;
-    let positions = cache.keys.first().map_or(0, |h| h.len() / hd);
     let n_rep = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; n_head * hd];
@@ -322,7 +323,8 @@ fn decode_attention(q: &[f32], cache: &KvCache, n_head: usize, n_kv: usize, hd: 
         .enumerate()
         .for_each(|(kv, out)| {
             let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
-            let (keys, values) = (&cache.keys[kv], &cache.values[kv]);
+            let keys = &cache.keys[kv][..positions * hd];
+            let values = &cache.values[kv][..positions * hd];
             // scores[r][p] for query head r of this group.
             let mut scores = vec![0f32; n_rep * positions];
             for (p, key) in keys.chunks_exact(hd).enumerate() {
@@ -416,12 +418,30 @@ impl Attention {
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         self.cache.append(&k, &v)?;
-        if seq == 1 {
+        if seq < ROW_EXACT_BELOW {
+            // Row by row, each query over the positions up to its own, as decoding does, so
+            // that a short chunk gives its tokens' one-at-a-time results bit for bit.
             let q = q.flatten_all()?.to_vec1::<f32>()?;
-            let y = decode_attention(&q, &self.cache, self.n_head, n_kv, hd);
-            return self
-                .wo
-                .forward(&Tensor::from_vec(y, (b, 1, self.n_head * hd), x.device())?);
+            let cached = self.cache.keys.first().map_or(0, |h| h.len() / hd);
+            let mut y = Vec::with_capacity(seq * self.n_head * hd);
+            for i in 0..seq {
+                let row: Vec<f32> = (0..self.n_head)
+                    .flat_map(|h| &q[(h * seq + i) * hd..(h * seq + i + 1) * hd])
+                    .copied()
+                    .collect();
+                let dims = (self.n_head, n_kv, hd);
+                y.extend(decode_attention(
+                    &row,
+                    &self.cache,
+                    cached - seq + i + 1,
+                    dims,
+                ));
+            }
+            return self.wo.forward(&Tensor::from_vec(
+                y,
+                (b, seq, self.n_head * hd),
+                x.device(),
+            )?);
         }
         let [k, v] = self.cache.tensors(n_kv, hd, x.device())?;
         let kv_len = k.dim(2)?;
@@ -575,27 +595,85 @@ impl Qwen2 {
         &self.config
     }
 
-    fn run(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
+    /// Runs `tokens` from `position` on; returns the logits after each token when `each`,
+    /// else after the last one only.
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        each: bool,
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         for layer in &mut self.layers {
             layer.attn.truncate_cache(position);
         }
         self.cached_ids.truncate(position);
+        let chunk_len = if each {
+            ROW_EXACT_BELOW - 1
+        } else {
+            PROMPT_CHUNK
+        };
         // On one of the pool's threads, each parallel loop of the pass is split between this
         // thread and the others, instead of handed over while this one sleeps until it ends.
         compute_pool().install(|| {
-            let mut logits = None;
-            for chunk in tokens.chunks(PROMPT_CHUNK) {
-                logits = Some(self.forward_chunk(chunk)?);
+            let mut logits = Vec::new();
+            for chunk in tokens.chunks(chunk_len) {
+                if !each {
+                    logits.clear();
+                }
+                logits.extend(self.forward_chunk(chunk, each)?);
                 self.cached_ids.extend_from_slice(chunk);
             }
-            logits.ok_or(InferError::EmptyPrompt)
+            Ok(logits)
         })
     }
 
-    fn forward_chunk(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
+    /// Checks `position`, skips what the cache already holds (but the last token when only
+    /// its logits are asked for) and runs the rest; a failed pass leaves an empty cache.
+    fn forward_from(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        each: bool,
+    ) -> Result<Vec<Vec<f32>>, InferError> {
+        let cached = self.cached_ids.len();
+        if position > cached {
+            return Err(InferError::Position {
+                got: position,
+                cached,
+            });
+        }
+        let end = position + tokens.len();
+        if end > self.config.context_length {
+            return Err(InferError::ContextOverflow {
+                tokens: end,
+                context: self.config.context_length,
+            });
+        }
+        let known = if each {
+            0
+        } else {
+            self.cached_ids[position..]
+                .iter()
+                .zip(tokens)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(tokens.len().saturating_sub(1))
+        };
+        let result = self.run(&tokens[known..], position + known, each);
+        if result.is_err() {
+            // Some layers may have cached part of the failed pass: only a fresh start is safe.
+            for layer in &mut self.layers {
+                layer.attn.cache.clear();
+            }
+            self.cached_ids.clear();
+        }
+        result
+    }
+
+    fn forward_chunk(&mut self, tokens: &[u32], each: bool) -> Result<Vec<Vec<f32>>, InferError> {
         let (pos, seq) = (self.cached_ids.len(), tokens.len());
         let mut x = self.embedding.forward(tokens, &self.device)?;
-        let mask = if seq > 1 {
+        let mask = if seq >= ROW_EXACT_BELOW {
             let kv_len = pos + seq;
             let mask: Vec<f32> = (0..seq)
                 .flat_map(|i| {
@@ -611,13 +689,14 @@ impl Qwen2 {
         for layer in &mut self.layers {
             x = layer.forward(&x, &cos, &sin, mask.as_ref())?;
         }
-        // Only the last position's logits are needed.
-        let last = self.norm.forward(&x.narrow(1, seq - 1, 1)?)?;
-        Ok(self
+        let rows = if each { x } else { x.narrow(1, seq - 1, 1)? };
+        let logits = self
             .output
-            .forward(&last)?
+            .forward(&self.norm.forward(&rows)?)?
             .flatten_all()?
-            .to_vec1::<f32>()?)
+            .to_vec1::<f32>()?;
+        let vocab = logits.len() / rows.dim(1)?;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 }
 
@@ -626,35 +705,17 @@ impl CausalLm for Qwen2 {
     /// holds at their positions are not computed again (all but the last, whose logits are
     /// returned): requests that share a prefix, such as a system prompt, pay for it once.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
-        let cached = self.cached_ids.len();
-        if position > cached {
-            return Err(InferError::Position {
-                got: position,
-                cached,
-            });
-        }
-        let end = position + tokens.len();
-        if end > self.config.context_length {
-            return Err(InferError::ContextOverflow {
-                tokens: end,
-                context: self.config.context_length,
-            });
-        }
-        let known = self.cached_ids[position..]
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(tokens.len().saturating_sub(1));
-        let result = self.run(&tokens[known..], position + known);
-        if result.is_err() {
-            // Some layers may have cached part of the failed pass: only a fresh start is safe.
-            for layer in &mut self.layers {
-                layer.attn.cache.clear();
-            }
-            self.cached_ids.clear();
-        }
-        result
+        let mut logits = self.forward_from(tokens, position, false)?;
+        logits.pop().ok_or(InferError::EmptyPrompt)
+    }
+
+    /// In chunks shorter than `ROW_EXACT_BELOW`, which go row by row through every step.
+    fn forward_each(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+    ) -> Result<Vec<Vec<f32>>, InferError> {
+        self.forward_from(tokens, position, true)
     }
 
     fn context_length(&self) -> usize {
