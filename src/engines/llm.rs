@@ -61,6 +61,26 @@ pub struct Generation {
     pub tokenize_time: std::time::Duration,
 }
 
+/// Makes glibc keep freed large buffers for reuse instead of unmapping them: a forward pass
+/// allocates activations of the same sizes layer after layer (megabytes each for a prompt, the
+/// logits for every token), and with glibc's defaults each one is mapped afresh and its pages
+/// faulted in. Measured on the 1.5B model: prompts 4-5% faster, peak RSS 40-70 MiB higher.
+/// Process-wide, set once.
+fn keep_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            const LIMIT: libc::c_int = 1 << 30;
+            // SAFETY: mallopt only sets allocator parameters; any value is valid to pass.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
+            }
+        });
+    }
+}
+
 pub struct LlmEngine {
     path: PathBuf,
     tokenizer: GgufTokenizer,
@@ -72,6 +92,7 @@ pub struct LlmEngine {
 impl LlmEngine {
     /// Opens a Qwen2 GGUF file and reads its tokenizer, chat template and weights.
     pub fn load(gguf_path: &Path, device: &Device) -> Result<Self, EngineError> {
+        keep_large_allocations();
         let path = gguf_path.to_path_buf();
         let file = File::open(&path).map_err(|source| EngineError::Io {
             path: path.clone(),
