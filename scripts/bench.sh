@@ -12,8 +12,9 @@
 # Prints, and writes to DIR/summary.md and DIR/summary.json:
 # - the machine (CPU model, cores, load) and its streaming read bandwidth with the same threads;
 # - single prompt (the article in one request, greedy, max tokens): load time, prompt and
-#   generated tokens/s, peak RSS: median [min-max] per engine and the precis/llama.cpp ratio;
-#   whether the two greedy outputs are identical;
+#   generated tokens/s, peak RSS: median [min-max] per engine and the precis/llama.cpp ratio,
+#   for precis as it runs (prompt-lookup drafts on) and with one token per pass (--no-lookup);
+#   whether the greedy outputs are identical;
 # - the bound memory puts on generation: bandwidth / bytes of weights read per token;
 # - end to end: `precis run ARTICLE` wall time and peak RSS, translation and summary separately,
 #   and the same pipeline requests (`--save-requests`) replayed through llama.cpp.
@@ -73,6 +74,8 @@ EOF
 echo "== single prompt: $runs runs each, interleaved, $threads threads, up to $max_tokens tokens"
 for i in $(seq 1 "$runs"); do
     "$replay" --model "$gguf" --requests "$out/requests.json" --threads "$threads" > "$out/precis-$i.json"
+    "$replay" --model "$gguf" --requests "$out/requests.json" --threads "$threads" --no-lookup \
+        > "$out/precis-plain-$i.json"
     "$python" scripts/llama_run.py --model "$gguf" --requests "$out/requests.json" \
         --threads "$threads" > "$out/llama-$i.json" 2> "$out/llama-$i.log"
     echo "run $i done"
@@ -93,6 +96,7 @@ out, runs, bandwidth, gguf, cpu, threads, e2e = sys.argv[1:]
 runs, bandwidth, threads = int(runs), float(bandwidth), int(threads)
 load = lambda p: json.load(open(os.path.join(out, p)))
 precis = [load(f"precis-{i}.json") for i in range(1, runs + 1)]
+plain = [load(f"precis-plain-{i}.json") for i in range(1, runs + 1)]
 llama = [load(f"llama-{i}.json") for i in range(1, runs + 1)]
 figures = {
     "load (ms)": lambda r: r["load_ms"],
@@ -104,18 +108,29 @@ lines = [f"Machine: {cpu}, {os.cpu_count()} cores; {threads} threads; streaming 
          f"Single prompt: {precis[0]['totals']['prompt_tokens']} prompt tokens, "
          f"{precis[0]['totals']['generated_tokens']} generated (precis) / "
          f"{llama[0]['totals']['generated_tokens']} (llama.cpp); {runs} interleaved runs each.", "",
-         "| figure | precis median [min-max] | llama.cpp median [min-max] | precis / llama.cpp |",
-         "| --- | --- | --- | --- |"]
+         "| figure | precis median [min-max] | llama.cpp median [min-max] | precis / llama.cpp "
+         "| precis --no-lookup median [min-max] | --no-lookup / llama.cpp |",
+         "| --- | --- | --- | --- | --- | --- |"]
 summary = {"bandwidth_gb_s": bandwidth, "threads": threads, "figures": {}}
+span = lambda v: f"{statistics.median(v):.1f} [{min(v):.1f}-{max(v):.1f}]"
 for name, get in figures.items():
-    a, b = [get(r) for r in precis], [get(r) for r in llama]
-    ma, mb = statistics.median(a), statistics.median(b)
+    a, b, c = [get(r) for r in precis], [get(r) for r in llama], [get(r) for r in plain]
+    ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     # For times and memory, lower is better: the ratio says how many times better precis is.
-    ratio = mb / ma if ("ms" in name or "MiB" in name) else ma / mb
-    summary["figures"][name] = {"precis": a, "llama.cpp": b, "ratio": ratio}
-    lines.append(f"| {name} | {ma:.1f} [{min(a):.1f}-{max(a):.1f}] | {mb:.1f} [{min(b):.1f}-{max(b):.1f}] | {ratio:.2f}x |")
+    lower_better = "ms" in name or "MiB" in name
+    ratio = mb / ma if lower_better else ma / mb
+    ratio_plain = mb / mc if lower_better else mc / mb
+    summary["figures"][name] = {"precis": a, "llama.cpp": b, "ratio": ratio,
+                                "precis_no_lookup": c, "ratio_no_lookup": ratio_plain}
+    lines.append(f"| {name} | {span(a)} | {span(b)} | {ratio:.2f}x | {span(c)} | {ratio_plain:.2f}x |")
+drafts = precis[0]["requests"][0]
 lines.append("")
 lines.append("Ratios are oriented so that above 1 means precis is better (faster, or less memory).")
+lines.append(f"Prompt lookup in run 1: {drafts.get('accepted_draft_tokens')} of {drafts.get('draft_tokens')} "
+             f"draft tokens confirmed, {drafts.get('generation_passes')} passes for "
+             f"{drafts['generated_tokens'] - 1} tokens after the first.")
+if {r["requests"][0]["text"] for r in precis} != {r["requests"][0]["text"] for r in plain}:
+    lines.append("WARNING: precis' output differs with and without prompt lookup.")
 texts_p = {r["requests"][0]["text"] for r in precis}
 texts_l = {r["requests"][0]["text"] for r in llama}
 tp, tl = precis[0]["requests"][0]["text"], llama[0]["requests"][0]["text"]

@@ -158,7 +158,6 @@ fn kv_cache_continues_and_rewinds() {
 fn prompt_lookup_changes_nothing_but_the_number_of_passes() {
     let models = [llm_common::qwen05(), llm_common::qwen15()];
     for path in models.into_iter().flatten() {
-        let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
         let messages = [ChatMessage::user(
             "Translate into English: « Le 15 août 2025, Donald Trump et Vladimir Poutine se sont \
              rencontrés à la base Elmendorf-Richardson d'Anchorage, en Alaska. Donald Trump et \
@@ -166,6 +165,9 @@ fn prompt_lookup_changes_nothing_but_the_number_of_passes() {
         )];
         let mut runs = Vec::new();
         for lookup in [None, GenerateOptions::default().lookup] {
+            // A fresh engine each time: a cached prompt would change how its last token is
+            // computed, not what drafting does.
+            let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
             let opts = GenerateOptions {
                 max_new_tokens: 80,
                 lookup,
