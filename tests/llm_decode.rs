@@ -215,7 +215,7 @@ fn copying(seen: &[u32]) -> u32 {
     let last = *seen.last().unwrap();
     let earlier = seen[..seen.len() - 1].iter().rposition(|&t| t == last);
     match earlier {
-        Some(i) if last == 20 || seen[i + 1] % 3 != 0 => seen[i + 1],
+        Some(i) if last == 20 || !seen[i + 1].is_multiple_of(3) => seen[i + 1],
         _ => counting(seen),
     }
 }
