@@ -53,7 +53,6 @@ fn children_peak_rss_kib() -> i64 {
 }
 
 #[test]
-#[ignore = "over 6 minutes in the unoptimised test build on 2 cores; run with `cargo test --release --test big_input -- --ignored`"]
 fn a_5_mb_article_is_translated_whole_in_bounded_memory_with_progress() {
     let hub = FakeHub::start();
     hub.add_repo(REPO, REVISION, COMMIT, repo_files());

@@ -421,7 +421,6 @@ fn ctrl_c_during_a_marian_translation_exits_130_and_writes_nothing() {
 }
 
 #[test]
-#[ignore = "minutes in the unoptimised test build; run with `cargo test --release -- --ignored`"]
 fn ctrl_c_during_llm_generation_exits_130_and_writes_nothing() {
     // The real 0.5B model from the Hugging Face cache, offline; skipped where it is not cached
     // (CI fetches it first, so there it runs).
