@@ -322,3 +322,24 @@ fn lookup_drafts_from_the_latest_occurrence_of_the_longest_ngram() {
     assert!(lookup.draft(&[1, 2, 3, 4, 3]).is_empty());
     assert!(lookup.draft(&[]).is_empty());
 }
+
+#[test]
+fn drafting_stops_when_drafts_keep_failing() {
+    // Every pair of consecutive counts is followed by 5 in the prompt; the model never says 5.
+    let prompt: Vec<u32> = (10..59).flat_map(|t| [t, t + 1, 5]).collect();
+    let mut m = Scripted::new(counting);
+    let out = greedy(&mut m, &prompt, &with_lookup(100), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let mut plain = Scripted::new(counting);
+    let base = greedy(&mut plain, &prompt, &opts(100), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(out.tokens, base.tokens);
+    assert_eq!(out.stats.accepted_draft_tokens, 0);
+    // Eight one-token drafts failed, then none was tried.
+    assert_eq!(out.stats.draft_tokens, 8, "{:?}", out.stats);
+    assert_eq!(out.stats.generation_passes, out.tokens.len() - 1);
+}

@@ -76,8 +76,9 @@ impl RepetitionGuard {
 /// Checking a draft costs more than a plain step (each extra row adds arithmetic to the same
 /// weight pass: on the 1.5B model about 1.2x for one draft token, 1.9x for three), so a draft
 /// starts at one token, doubles (up to `max_draft`) each time it holds in full, and falls back
-/// to what held when it does not: where drafts keep failing, as in most of a translation, each
-/// costs little.
+/// to what held when it does not; and drafting stops for the rest of a generation once fewer
+/// than a quarter of at least 8 draft tokens held (as in most of a long translation, where
+/// failed drafts cost more than the few that hold save).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PromptLookup {
     pub max_ngram: usize,
@@ -265,9 +266,11 @@ pub fn greedy(
             // A draft never reaches past the token budget: its last token's logits would not
             // be used.
             let room = max_new - tokens.len() - 1;
+            let drafts_fail =
+                stats.draft_tokens >= 8 && 4 * stats.accepted_draft_tokens < stats.draft_tokens;
             let draft = match opts.lookup {
-                Some(lookup) => lookup.draft(&sequence),
-                None => &[],
+                Some(lookup) if !drafts_fail => lookup.draft(&sequence),
+                _ => &[],
             };
             let draft = &draft[..draft.len().min(room).min(draft_len)];
             stats.generation_passes += 1;
