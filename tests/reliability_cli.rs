@@ -306,7 +306,9 @@ fn the_input_is_never_overwritten() {
     let input = fx.file("article.txt", ARTICLE.as_bytes());
     let link = fx.dir.path().join("link.txt");
     std::os::unix::fs::symlink(&input, &link).unwrap();
-    for output in [&input, &link] {
+    let hard_link = fx.dir.path().join("hard-link.txt");
+    std::fs::hard_link(&input, &hard_link).unwrap();
+    for output in [&input, &link, &hard_link] {
         fx.translate(&input, &["-o", output.to_str().unwrap()])
             .expect_code(OUTPUT)
             .expect_stderr("refusing to write the result over the input");

@@ -373,11 +373,7 @@ fn refuse_overwriting_input(input: &Path, output: &Path) -> anyhow::Result<()> {
     if input == Path::new("-") {
         return Ok(());
     }
-    let same = match (input.canonicalize(), output.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
+    if same_file(input, output) {
         return Err(CommandFailure {
             kind: FailureKind::Output,
             message: format!(
@@ -388,6 +384,22 @@ fn refuse_overwriting_input(input: &Path, output: &Path) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Whether both paths name the same file, through symbolic or hard links.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    }
 }
 
 /// Fails now, before minutes of work, if the result could not be written at `output`: its
