@@ -133,6 +133,8 @@ fn tokenizer_files_that_do_not_parse_are_a_corrupt_model() {
     for (file, bytes) in [
         ("vocab.json", &b"{\"<pad>\": 0, \"le\": "[..]),
         ("config.json", &b"[1, 2, 3]"[..]),
+        ("source.spm", &b"\x0a\xff\xff\xff"[..]),
+        ("target.spm", &b"\x0a\xff\xff\xff"[..]),
     ] {
         let fx = Fixture::new();
         fx.serve_marian_with(file, bytes);

@@ -21,7 +21,7 @@ use super::{EngineError, StopReason};
 use crate::infer::beam::{self, EarlyStopping, Hypothesis, SearchConfig, Seq2SeqDecoder};
 use crate::infer::marian::{DecoderState, MarianConfig, MarianModel};
 use crate::infer::InferError;
-use crate::tokenize::{MarianTokenizer, TokenizeError};
+use crate::tokenize::{MarianTokenizer, SpmModel, TokenizeError};
 
 /// The files of a Marian model, as the hub repository names them.
 pub const MARIAN_FILES: [&str; 6] = [
@@ -197,13 +197,19 @@ impl MarianEngine {
                 path: generation_path.to_path_buf(),
                 source: InferError::Config(message),
             })?;
+        // Each file read apart, so that an error names the file at fault.
+        let tokenizer_error = |file: &Path| {
+            let path = file.to_path_buf();
+            move |source| EngineError::Tokenizer { path, source }
+        };
+        let spm = |name: &str| {
+            let file = path(name)?;
+            SpmModel::from_file(file).map_err(tokenizer_error(file))
+        };
         let vocab_path = path("vocab.json")?;
-        let tokenizer =
-            MarianTokenizer::from_files(path("source.spm")?, path("target.spm")?, vocab_path)
-                .map_err(|source| EngineError::Tokenizer {
-                    path: vocab_path.to_path_buf(),
-                    source,
-                })?;
+        let vocab = MarianTokenizer::read_vocab(vocab_path).map_err(tokenizer_error(vocab_path))?;
+        let tokenizer = MarianTokenizer::new(spm("source.spm")?, spm("target.spm")?, vocab)
+            .map_err(tokenizer_error(vocab_path))?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(EngineError::Tokenizer {
                 path: vocab_path.to_path_buf(),

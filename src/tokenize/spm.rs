@@ -390,16 +390,20 @@ impl MarianTokenizer {
         target_spm: &Path,
         vocab_json: &Path,
     ) -> Result<Self, TokenizeError> {
-        let vocab_text = std::fs::read_to_string(vocab_json)
-            .map_err(|e| spm_error(format!("cannot read {}: {e}", vocab_json.display())))?;
-        let vocab: HashMap<String, u32> = serde_json::from_str(&vocab_text).map_err(|e| {
-            TokenizeError::Unsupported(format!("{} is not a vocabulary: {e}", vocab_json.display()))
-        })?;
         Self::new(
             SpmModel::from_file(source_spm)?,
             SpmModel::from_file(target_spm)?,
-            vocab,
+            Self::read_vocab(vocab_json)?,
         )
+    }
+
+    /// A `vocab.json`: piece to id.
+    pub fn read_vocab(vocab_json: &Path) -> Result<HashMap<String, u32>, TokenizeError> {
+        let vocab_text = std::fs::read_to_string(vocab_json)
+            .map_err(|e| spm_error(format!("cannot read {}: {e}", vocab_json.display())))?;
+        serde_json::from_str(&vocab_text).map_err(|e| {
+            TokenizeError::Unsupported(format!("{} is not a vocabulary: {e}", vocab_json.display()))
+        })
     }
 
     /// The target model is read (and must be valid) but does not change any result:
