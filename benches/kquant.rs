@@ -61,18 +61,26 @@ fn read_bandwidth(bytes: &[u8]) -> f64 {
     bytes.len() as f64 / best / 1e9
 }
 
+/// The shortest of `runs` timed calls of `f`, in seconds.
+fn best_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// A prompt-sized product: 512 activation rows through an FFN-sized matrix.
 fn prompt_product(format: KQuant) {
     let (rows, cols, m) = (8960, 1536, 512);
     let bytes = blocks(format, rows, cols);
     let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
     let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let start = Instant::now();
+    let best = best_seconds(3, || {
         std::hint::black_box(gemm(&matrix, &x, m));
-        best = best.min(start.elapsed().as_secs_f64());
-    }
+    });
     let block_products = (rows * cols / QK_K * m) as f64;
     println!(
         "{format:?} gemm {m}x{cols} by {rows}x{cols}: {:.1} ms, {:.2} ns per block product and thread (best of 3)",
@@ -93,12 +101,9 @@ fn main() {
         let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
         gemm(&matrix, &x, 1);
-        let mut best = f64::INFINITY;
-        for _ in 0..10 {
-            let start = Instant::now();
+        let best = best_seconds(10, || {
             std::hint::black_box(gemm(&matrix, &x, 1));
-            best = best.min(start.elapsed().as_secs_f64());
-        }
+        });
         println!(
             "{format:?} gemv {rows}x{cols}, {threads} threads: {:.1} GB/s of weights (best of 10, {:.1} ms); \
              reading the same bytes: {:.1} GB/s",
@@ -110,12 +115,9 @@ fn main() {
         // extra row costs over one weight pass.
         for m in [2, 4, 8] {
             let xs: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
-            let mut best_m = f64::INFINITY;
-            for _ in 0..5 {
-                let start = Instant::now();
+            let best_m = best_seconds(5, || {
                 std::hint::black_box(gemm(&matrix, &xs, m));
-                best_m = best_m.min(start.elapsed().as_secs_f64());
-            }
+            });
             println!(
                 "{format:?} {m} rows at once: {:.1} ms, {:.2}x one row (best of 5)",
                 best_m * 1e3,

@@ -231,21 +231,20 @@ fn with_lookup(max_new_tokens: usize) -> DecodeOptions {
 fn drafts_leave_the_output_and_every_steps_logits_unchanged() {
     let prompt = [1, 20, 21, 22, 25, 26, 27, 40, 41, 30, 31, 32, 33, 20];
     for max_new in [1, 2, 5, 17, 64, 200] {
-        let mut plain = Scripted::new(copying);
-        let mut expected = Vec::new();
-        let base = greedy(&mut plain, &prompt, &opts(max_new), |step| {
-            expected.push((step.index, step.token, step.logits.to_vec()));
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-
-        let mut drafted = Scripted::new(copying);
-        let mut got = Vec::new();
-        let out = greedy(&mut drafted, &prompt, &with_lookup(max_new), |step| {
-            got.push((step.index, step.token, step.logits.to_vec()));
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+        // Every step the callback saw: index, token, logits.
+        let run_recording = |model: &mut Scripted<fn(&[u32]) -> u32>, opts: &DecodeOptions| {
+            let mut steps = Vec::new();
+            let out = greedy(model, &prompt, opts, |step| {
+                steps.push((step.index, step.token, step.logits.to_vec()));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            (out, steps)
+        };
+        let mut plain = Scripted::new(copying as fn(&[u32]) -> u32);
+        let (base, expected) = run_recording(&mut plain, &opts(max_new));
+        let mut drafted = Scripted::new(copying as fn(&[u32]) -> u32);
+        let (out, got) = run_recording(&mut drafted, &with_lookup(max_new));
         assert_eq!(
             (&out.tokens, out.stop),
             (&base.tokens, base.stop),
