@@ -699,11 +699,7 @@ pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>
     let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
     #[cfg(target_arch = "x86_64")]
     if m >= TILED_FROM_ROWS {
-        let tiled: Option<Vec<_>> = matrices
-            .iter()
-            .map(|matrix| super::kquant_tiles::gemm(matrix, &x_rows))
-            .collect();
-        if let Some(tiled) = tiled {
+        if let Some(tiled) = super::kquant_tiles::gemm_many(matrices, &x_rows) {
             return tiled;
         }
     }
@@ -906,7 +902,9 @@ mod tests {
         let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
         for (format, bytes) in [(KQuant::Q4K, b4), (KQuant::Q6K, b6)] {
             let matrix = KQuantMatrix::new(format, rows, cols, bytes).unwrap();
-            let tiled = crate::infer::kquant_tiles::gemm(&matrix, &x_rows).unwrap();
+            let tiled = crate::infer::kquant_tiles::gemm_many(&[matrix], &x_rows)
+                .unwrap()
+                .remove(0);
             let by_rows = gemm_by_rows(&[matrix], &x_rows).remove(0);
             for (i, (a, b)) in tiled.iter().zip(&by_rows).enumerate() {
                 assert!(close(*a, *b), "{format:?} element {i}: {a} vs {b}");

@@ -17,8 +17,7 @@ use super::kquant::{self, KQuant, KQuantMatrix};
 use super::{CausalLm, InferError};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_transformers::quantized_nn::RmsNorm;
+use candle_core::{Device, Module, Tensor};
 use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -163,6 +162,14 @@ impl TokenEmbedding {
         self.data.len() / self.row_bytes
     }
 
+    /// Embeddings of `tokens`, `tokens.len() × width` values.
+    fn rows(&self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
+        Ok(self
+            .forward(tokens, &Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+
     /// Embeddings of `tokens`, shape `(1, tokens.len(), width)`.
     fn forward(&self, tokens: &[u32], device: &Device) -> Result<Tensor, InferError> {
         let mut rows = Vec::with_capacity(tokens.len() * self.row_bytes);
@@ -213,23 +220,36 @@ impl QLinear {
         }
     }
 
-    /// `x W^T` for each of `linears` (which share `x`). With k-quant kernels for every matrix,
-    /// `x` is quantised once for all of them, and fewer rows than `ROW_EXACT_BELOW` run every
-    /// product in one parallel region and give each row exactly its single-row result.
-    fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+    /// `x W^T` for each of `linears` (which share `x`, `rows` rows long), row-major. With
+    /// k-quant kernels for every matrix, `x` is quantised once for all of them, and fewer rows
+    /// than `ROW_EXACT_BELOW` run every product in one parallel region and give each row
+    /// exactly its single-row result.
+    fn rows_many(linears: &[&Self], x: &[f32], rows: usize) -> candle_core::Result<Vec<Vec<f32>>> {
         let matrices: Option<Vec<_>> = linears.iter().map(|l| l.matrix()).collect();
-        let Some(matrices) = matrices else {
-            return linears.iter().map(|l| l.matmul.forward(x)).collect();
-        };
+        if let Some(matrices) = matrices {
+            return Ok(kquant::gemm_many(&matrices, x, rows));
+        }
+        let x = Tensor::from_slice(x, (rows, x.len() / rows), &Device::Cpu)?;
+        linears
+            .iter()
+            .map(|l| l.matmul.forward(&x)?.flatten_all()?.to_vec1::<f32>())
+            .collect()
+    }
+
+    fn rows(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
+        Ok(Self::rows_many(&[self], x, rows)?.remove(0))
+    }
+
+    /// [`Self::rows_many`] on a tensor whose last dimension is the input width.
+    fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let dims = x.dims().to_vec();
         let rows = dims[..dims.len() - 1].iter().product::<usize>();
         let input = x.flatten_all()?.to_vec1::<f32>()?;
-        kquant::gemm_many(&matrices, &input, rows)
+        Self::rows_many(linears, &input, rows)?
             .into_iter()
-            .zip(&matrices)
-            .map(|(out, m)| {
+            .map(|out| {
                 let mut shape = dims.clone();
-                *shape.last_mut().expect("a tensor with dimensions") = m.rows;
+                *shape.last_mut().expect("a tensor with dimensions") = out.len() / rows;
                 Tensor::from_vec(out, shape, x.device())
             })
             .collect()
@@ -240,22 +260,81 @@ impl QLinear {
     }
 }
 
-/// RoPE tables `(positions, head_dim / 2)` for NEOX-style rotation (halves, not pairs).
-fn rope_tables(
-    head_dim: usize,
-    freq_base: f32,
-    positions: usize,
-    device: &Device,
-) -> Result<(Tensor, Tensor), InferError> {
-    let inv_freq: Vec<f32> = (0..head_dim / 2)
-        .map(|i| 1.0 / freq_base.powf((2 * i) as f32 / head_dim as f32))
-        .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
-    let angles = Tensor::arange(0, positions as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((positions, 1))?
-        .broadcast_mul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
+/// Root-mean-square normalisation of each row, times a learned weight; candle's formula
+/// (`x / sqrt(mean(x²) + eps) · w`), on plain rows.
+struct RmsNorm {
+    weight: Vec<f32>,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn new(weight: QTensor, eps: f32) -> candle_core::Result<Self> {
+        let weight = weight.dequantize(&Device::Cpu)?.to_vec1::<f32>()?;
+        Ok(Self { weight, eps })
+    }
+
+    fn rows(&self, x: &[f32]) -> Vec<f32> {
+        let n = self.weight.len();
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(n) {
+            let sum2: f32 = row.iter().map(|v| v * v).sum();
+            let m = (sum2 / n as f32 + self.eps).sqrt();
+            out.extend(row.iter().zip(&self.weight).map(|(v, w)| v / m * w));
+        }
+        out
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = self.rows(&x.flatten_all()?.to_vec1::<f32>()?);
+        Tensor::from_vec(rows, x.shape(), x.device())
+    }
+}
+
+/// Rotary position embedding, NEOX style (dimension `i` turns with `i + head_dim / 2`), with
+/// the angles of every position the context allows computed once.
+struct Rope {
+    /// `cos[position][i]`, `sin[position][i]` for `i < head_dim / 2`, flattened.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl Rope {
+    fn new(head_dim: usize, freq_base: f32, positions: usize) -> Self {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / freq_base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let angles: Vec<f32> = (0..positions)
+            .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
+            .collect();
+        Self {
+            cos: angles.iter().map(|a| a.cos()).collect(),
+            sin: angles.iter().map(|a| a.sin()).collect(),
+            half,
+        }
+    }
+
+    /// Rotates each head (`head_dim` values) of `heads` to `position`.
+    fn rotate(&self, heads: &mut [f32], position: usize) {
+        let range = position * self.half..(position + 1) * self.half;
+        let (cos, sin) = (&self.cos[range.clone()], &self.sin[range]);
+        for head in heads.chunks_exact_mut(2 * self.half) {
+            let (a, b) = head.split_at_mut(self.half);
+            for i in 0..self.half {
+                (a[i], b[i]) = (a[i] * cos[i] - b[i] * sin[i], a[i] * sin[i] + b[i] * cos[i]);
+            }
+        }
+    }
+
+    /// The tables of positions `start..start + len`, `(len, head_dim / 2)`, for candle's
+    /// `rope`.
+    fn tables(&self, start: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        let range = start * self.half..(start + len) * self.half;
+        let table =
+            |t: &[f32]| Tensor::from_slice(&t[range.clone()], (len, self.half), &Device::Cpu);
+        Ok((table(&self.cos)?, table(&self.sin)?))
+    }
 }
 
 /// Keys and values of every cached position, one plain vector per KV head (`[position][dim]`):
@@ -283,6 +362,16 @@ impl KvCache {
             }
         }
         Ok(())
+    }
+
+    /// Appends one position: `k` and `v` hold `n_kv_head` heads of `head_dim` values.
+    fn append_row(&mut self, k: &[f32], v: &[f32], n_kv: usize) {
+        for (cache, new) in [(&mut self.keys, k), (&mut self.values, v)] {
+            cache.resize_with(n_kv, Vec::new);
+            for (head, new) in cache.iter_mut().zip(new.chunks_exact(new.len() / n_kv)) {
+                head.extend_from_slice(new);
+            }
+        }
     }
 
     /// The cache as `(1, n_kv_head, positions, head_dim)` tensors, for prompt chunks.
@@ -377,9 +466,9 @@ struct Attention {
     wq: QLinear,
     wk: QLinear,
     wv: QLinear,
-    bq: Tensor,
-    bk: Tensor,
-    bv: Tensor,
+    bq: Vec<f32>,
+    bk: Vec<f32>,
+    bv: Vec<f32>,
     wo: QLinear,
     n_head: usize,
     n_kv_head: usize,
@@ -393,18 +482,58 @@ impl Attention {
         self.cache.truncate(position, self.head_dim);
     }
 
+    /// A chunk of `seq` rows (plain values, `seq × hidden`), each query over the positions up
+    /// to its own, as decoding does: every step is per row, so a short chunk gives its tokens'
+    /// one-at-a-time results bit for bit.
+    fn forward_rows(
+        &mut self,
+        x: &[f32],
+        seq: usize,
+        rope: &Rope,
+    ) -> candle_core::Result<Vec<f32>> {
+        let (hd, n_kv) = (self.head_dim, self.n_kv_head);
+        let [mut q, mut k, mut v]: [Vec<f32>; 3] =
+            QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
+                .try_into()
+                .expect("three projections");
+        let cached = self.cache.keys.first().map_or(0, |h| h.len() / hd);
+        let (q_width, kv_width) = (self.n_head * hd, n_kv * hd);
+        for i in 0..seq {
+            let q = &mut q[i * q_width..(i + 1) * q_width];
+            let k = &mut k[i * kv_width..(i + 1) * kv_width];
+            let v = &mut v[i * kv_width..(i + 1) * kv_width];
+            for (row, bias) in [
+                (&mut *q, &self.bq),
+                (&mut *k, &self.bk),
+                (&mut *v, &self.bv),
+            ] {
+                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            }
+            rope.rotate(q, cached + i);
+            rope.rotate(k, cached + i);
+            self.cache.append_row(k, v, n_kv);
+        }
+        let dims = (self.n_head, n_kv, hd);
+        let y: Vec<f32> = q
+            .chunks_exact(q_width)
+            .enumerate()
+            .flat_map(|(i, q)| decode_attention(q, &self.cache, cached + i + 1, dims))
+            .collect();
+        self.wo.rows(&y, seq)
+    }
+
+    /// A prompt chunk, with `mask` hiding later positions.
     fn forward(
         &mut self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
         let (hd, n_kv) = (self.head_dim, self.n_kv_head);
-        let heads = |projected: &Tensor, bias: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+        let heads = |projected: &Tensor, bias: &[f32], n: usize| -> candle_core::Result<Tensor> {
             projected
-                .broadcast_add(bias)?
+                .broadcast_add(&Tensor::from_slice(bias, bias.len(), x.device())?)?
                 .reshape((b, seq, n, hd))?
                 .transpose(1, 2)?
                 .contiguous()
@@ -418,31 +547,6 @@ impl Attention {
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         self.cache.append(&k, &v)?;
-        if seq < ROW_EXACT_BELOW {
-            // Row by row, each query over the positions up to its own, as decoding does, so
-            // that a short chunk gives its tokens' one-at-a-time results bit for bit.
-            let q = q.flatten_all()?.to_vec1::<f32>()?;
-            let cached = self.cache.keys.first().map_or(0, |h| h.len() / hd);
-            let mut y = Vec::with_capacity(seq * self.n_head * hd);
-            for i in 0..seq {
-                let row: Vec<f32> = (0..self.n_head)
-                    .flat_map(|h| &q[(h * seq + i) * hd..(h * seq + i + 1) * hd])
-                    .copied()
-                    .collect();
-                let dims = (self.n_head, n_kv, hd);
-                y.extend(decode_attention(
-                    &row,
-                    &self.cache,
-                    cached - seq + i + 1,
-                    dims,
-                ));
-            }
-            return self.wo.forward(&Tensor::from_vec(
-                y,
-                (b, seq, self.n_head * hd),
-                x.device(),
-            )?);
-        }
         let [k, v] = self.cache.tensors(n_kv, hd, x.device())?;
         let kv_len = k.dim(2)?;
 
@@ -451,13 +555,10 @@ impl Attention {
         let n_rep = self.n_head / n_kv;
         let q = q.reshape((b, n_kv, n_rep * seq, hd))?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((b, n_kv, n_rep, seq, kv_len))?
-                .broadcast_add(mask)?
-                .reshape((b, n_kv, n_rep * seq, kv_len))?,
-            None => scores,
-        };
+        let scores = scores
+            .reshape((b, n_kv, n_rep, seq, kv_len))?
+            .broadcast_add(mask)?
+            .reshape((b, n_kv, n_rep * seq, kv_len))?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = weights
             .matmul(&v)?
@@ -478,16 +579,31 @@ struct Layer {
 }
 
 impl Layer {
+    /// [`Attention::forward_rows`] and the feed-forward block on plain rows, updating `x`.
+    fn forward_rows(&mut self, x: &mut [f32], seq: usize, rope: &Rope) -> candle_core::Result<()> {
+        let h = self.attn.forward_rows(&self.attn_norm.rows(x), seq, rope)?;
+        x.iter_mut().zip(h).for_each(|(x, h)| *x += h);
+        let [gate, up]: [Vec<f32>; 2] =
+            QLinear::rows_many(&[&self.gate, &self.up], &self.ffn_norm.rows(x), seq)?
+                .try_into()
+                .expect("two projections");
+        let h: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        let h = self.down.rows(&h, seq)?;
+        x.iter_mut().zip(h).for_each(|(x, h)| *x += h);
+        Ok(())
+    }
+
     fn forward(
         &mut self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        rope: (&Tensor, &Tensor),
+        mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let h = self
-            .attn
-            .forward(&self.attn_norm.forward(x)?, cos, sin, mask)?;
+        let h = self.attn.forward(&self.attn_norm.forward(x)?, rope, mask)?;
         let x = (x + h)?;
         let h = self.ffn_norm.forward(&x)?;
         let [gate, up]: [Tensor; 2] = QLinear::forward_many(&[&self.gate, &self.up], &h)?
@@ -516,8 +632,7 @@ pub struct Qwen2 {
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: QLinear,
-    cos: Tensor,
-    sin: Tensor,
+    rope: Rope,
     config: Qwen2Config,
     device: Device,
     /// The tokens whose keys and values the cache holds, in position order.
@@ -538,32 +653,32 @@ impl Qwen2 {
             }
             Ok(ct.tensor(reader, name, device)?)
         };
-        let eps = f64::from(config.rms_norm_eps);
+        let eps = config.rms_norm_eps;
         let mut layers = Vec::with_capacity(config.block_count);
         for i in 0..config.block_count {
             let mut get = |suffix: &str| qtensor(&format!("blk.{i}.{suffix}"));
             layers.push(Layer {
-                attn_norm: RmsNorm::from_qtensor(get("attn_norm.weight")?, eps)?,
+                attn_norm: RmsNorm::new(get("attn_norm.weight")?, eps)?,
                 attn: Attention {
                     wq: QLinear::new(get("attn_q.weight")?)?,
                     wk: QLinear::new(get("attn_k.weight")?)?,
                     wv: QLinear::new(get("attn_v.weight")?)?,
-                    bq: get("attn_q.bias")?.dequantize(device)?,
-                    bk: get("attn_k.bias")?.dequantize(device)?,
-                    bv: get("attn_v.bias")?.dequantize(device)?,
+                    bq: get("attn_q.bias")?.dequantize(device)?.to_vec1()?,
+                    bk: get("attn_k.bias")?.dequantize(device)?.to_vec1()?,
+                    bv: get("attn_v.bias")?.dequantize(device)?.to_vec1()?,
                     wo: QLinear::new(get("attn_output.weight")?)?,
                     n_head: config.head_count,
                     n_kv_head: config.head_count_kv,
                     head_dim: config.head_dim(),
                     cache: KvCache::default(),
                 },
-                ffn_norm: RmsNorm::from_qtensor(get("ffn_norm.weight")?, eps)?,
+                ffn_norm: RmsNorm::new(get("ffn_norm.weight")?, eps)?,
                 gate: QLinear::new(get("ffn_gate.weight")?)?,
                 up: QLinear::new(get("ffn_up.weight")?)?,
                 down: QLinear::new(get("ffn_down.weight")?)?,
             });
         }
-        let norm = RmsNorm::from_qtensor(qtensor("output_norm.weight")?, eps)?;
+        let norm = RmsNorm::new(qtensor("output_norm.weight")?, eps)?;
         // Models with tied embeddings have no `output.weight`.
         let output_name = if ct.tensor_infos.contains_key("output.weight") {
             "output.weight"
@@ -572,19 +687,17 @@ impl Qwen2 {
         };
         let output = QLinear::new(qtensor(output_name)?)?;
         let embedding = TokenEmbedding::read(ct, reader, "token_embd.weight")?;
-        let (cos, sin) = rope_tables(
+        let rope = Rope::new(
             config.head_dim(),
             config.rope_freq_base,
             config.context_length,
-            device,
-        )?;
+        );
         Ok(Self {
             embedding,
             layers,
             norm,
             output,
-            cos,
-            sin,
+            rope,
             config,
             device: device.clone(),
             cached_ids: Vec::new(),
@@ -671,32 +784,46 @@ impl Qwen2 {
     }
 
     fn forward_chunk(&mut self, tokens: &[u32], each: bool) -> Result<Vec<Vec<f32>>, InferError> {
-        let (pos, seq) = (self.cached_ids.len(), tokens.len());
-        let mut x = self.embedding.forward(tokens, &self.device)?;
-        let mask = if seq >= ROW_EXACT_BELOW {
-            let kv_len = pos + seq;
-            let mask: Vec<f32> = (0..seq)
-                .flat_map(|i| {
-                    (0..kv_len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
-                })
-                .collect();
-            Some(Tensor::from_vec(mask, (seq, kv_len), &self.device)?)
+        let seq = tokens.len();
+        let x = if seq < ROW_EXACT_BELOW {
+            let mut x = self.embedding.rows(tokens)?;
+            for layer in &mut self.layers {
+                layer.forward_rows(&mut x, seq, &self.rope)?;
+            }
+            x
         } else {
-            None
+            self.forward_prompt_chunk(tokens)?
         };
-        let cos = self.cos.narrow(0, pos, seq)?;
-        let sin = self.sin.narrow(0, pos, seq)?;
-        for layer in &mut self.layers {
-            x = layer.forward(&x, &cos, &sin, mask.as_ref())?;
-        }
-        let rows = if each { x } else { x.narrow(1, seq - 1, 1)? };
+        let width = self.config.embedding_length;
+        let rows = if each {
+            &x[..]
+        } else {
+            &x[(seq - 1) * width..]
+        };
         let logits = self
             .output
-            .forward(&self.norm.forward(&rows)?)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let vocab = logits.len() / rows.dim(1)?;
+            .rows(&self.norm.rows(rows), rows.len() / width)?;
+        let vocab = logits.len() / (rows.len() / width);
         Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// The hidden states after the last layer for a prompt-sized chunk (`seq × hidden`), with
+    /// whole-chunk products and attention.
+    fn forward_prompt_chunk(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
+        let (pos, seq) = (self.cached_ids.len(), tokens.len());
+        let mut x = self.embedding.forward(tokens, &self.device)?;
+        let kv_len = pos + seq;
+        let mask: Vec<f32> = (0..seq)
+            .flat_map(|i| {
+                (0..kv_len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (seq, kv_len), &self.device)?;
+        let (cos, sin) = self.rope.tables(pos, seq)?;
+        for layer in &mut self.layers {
+            x = layer.forward(&x, (&cos, &sin), &mask)?;
+        }
+        Ok(x.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 
