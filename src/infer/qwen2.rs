@@ -454,7 +454,8 @@ fn decode_attention(
 
 /// `e^x` to within a few ulp (Cephes' `expf`: `x = n ln 2 + r`, a degree-6 polynomial in `r`,
 /// times `2^n`), in branch-free arithmetic so that a loop over it vectorises, where the C
-/// library's `expf` is one call per value (a fifth of the decoding attention's time).
+/// library's `expf` is one call per value (a fifth of the decoding attention's time, and most
+/// of the time between products: SiLU takes 250,000 per token on the 1.5B model).
 fn exp(x: f32) -> f32 {
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
@@ -713,7 +714,7 @@ impl Layer {
         let h: Vec<f32> = gate
             .iter()
             .zip(&up)
-            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .map(|(g, u)| g / (1.0 + exp(-g)) * u)
             .collect();
         let h = self.down.rows(&h, seq)?;
         x.iter_mut().zip(h).for_each(|(x, h)| *x += h);
