@@ -210,14 +210,16 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
         .iter()
         .enumerate()
         .map(|(i, &l)| (chunks.len() * LANES + i, l));
-    let found = lanes.chain(tail).fold(None, |best: Option<(usize, f32)>, (i, l)| {
-        let better = best.is_none_or(|(bi, b)| l > b || (l == b && i < bi));
-        if !l.is_nan() && better {
-            Some((i, l))
-        } else {
-            best
-        }
-    });
+    let found = lanes
+        .chain(tail)
+        .fold(None, |best: Option<(usize, f32)>, (i, l)| {
+            let better = best.is_none_or(|(bi, b)| l > b || (l == b && i < bi));
+            if !l.is_nan() && better {
+                Some((i, l))
+            } else {
+                best
+            }
+        });
     match found {
         Some((i, l)) if l > f32::NEG_INFINITY => Some(i as u32),
         _ => first_maximum(logits),
