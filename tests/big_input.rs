@@ -8,7 +8,9 @@ mod support;
 use serde_json::Value;
 use support::fake_hub::FakeHub;
 use support::precis::Precis;
-use support::tiny_marian::{repo_files, write_catalog, COMMIT, ID, REPO, REVISION, WORDS};
+use support::tiny_marian::{
+    greedy_translate_args, repo_files, write_catalog, COMMIT, REPO, REVISION, WORDS,
+};
 
 /// Paragraphs of 16 ten-word sentences (one Marian batch each) up to `bytes`; the number of
 /// paragraphs and of words.
@@ -64,18 +66,10 @@ fn a_5_mb_article_is_translated_whole_in_bounded_memory_with_progress() {
     let input = dir.path().join("big.txt");
     std::fs::write(&input, &text).unwrap();
 
-    let run = precis.run(&[
-        "translate",
-        "--translator",
-        "marian",
-        "--translation-model",
-        ID,
-        "--beams",
-        "1",
-        "--format",
-        "json",
+    let run = precis.run(&greedy_translate_args(
         input.to_str().unwrap(),
-    ]);
+        &["--format", "json"],
+    ));
     run.expect_code(0);
     // A line per tenth of the article (stderr is not a terminal here).
     for percent in (10..=90).step_by(10) {

@@ -14,7 +14,8 @@ use precis::engines::marian::{MarianEngine, MARIAN_FILES};
 use support::fake_hub::{resolve_path, FakeHub};
 use support::precis::{closed_endpoint, Precis};
 use support::tiny_marian::{
-    repo_files, tiny_dir, write_catalog, ARTICLE, COMMIT, ID, NO_LLM, REPO, REVISION,
+    greedy_translate_args, repo_files, tiny_dir, write_catalog, ARTICLE, COMMIT, ID, NO_LLM, REPO,
+    REVISION,
 };
 use tempfile::TempDir;
 
@@ -144,16 +145,7 @@ fn translate_with_marian_downloads_from_the_hub_and_translates() {
     // Cached now: offline, the hub is not asked again, and greedy is `--beams 1`.
     let before = fx.hub.total_requests();
     let offline = fx.precis.with_env("HF_HUB_OFFLINE", "1");
-    let run = offline.run(&[
-        "translate",
-        "--translator",
-        "marian",
-        "--translation-model",
-        ID,
-        "--beams",
-        "1",
-        fx.input(),
-    ]);
+    let run = offline.run(&greedy_translate_args(fx.input(), &[]));
     run.expect_code(0)
         .expect_stderr(&format!("translating with {ID} (Marian, greedy)"));
     assert_eq!(fx.hub.total_requests(), before);

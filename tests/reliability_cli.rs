@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::fake_hub::FakeHub;
 use support::precis::{finish, names_in, Precis, Run};
-use support::tiny_marian::{repo_files, write_catalog, ARTICLE, COMMIT, ID, REPO, REVISION, WORDS};
+use support::tiny_marian::{
+    greedy_translate_args, repo_files, write_catalog, ARTICLE, COMMIT, REPO, REVISION, WORDS,
+};
 use tempfile::TempDir;
 
 const INPUT: i32 = 3;
@@ -55,7 +57,8 @@ impl Fixture {
 
     /// `precis translate` with the tiny Marian model, greedy, then `extra`.
     fn translate(&self, input: &Path, extra: &[&str]) -> Run {
-        self.precis.run(&translate_args(input, extra))
+        self.precis
+            .run(&greedy_translate_args(input.to_str().unwrap(), extra))
     }
 
     /// The translated paragraphs of a `--format json` run.
@@ -72,21 +75,6 @@ impl Fixture {
             .map(|p| p.as_str().unwrap().to_string())
             .collect()
     }
-}
-
-fn translate_args<'a>(input: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "translate",
-        "--translator",
-        "marian",
-        "--translation-model",
-        ID,
-        "--beams",
-        "1",
-        input.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 #[test]
@@ -417,7 +405,7 @@ fn ctrl_c_during_a_marian_translation_exits_130_and_writes_nothing() {
     let (input, target) = long_article_and_old_output(&fx, 1000);
     let run = interrupt_after_progress(
         &fx.precis,
-        &translate_args(&input, &["-o", target.to_str().unwrap()]),
+        &greedy_translate_args(input.to_str().unwrap(), &["-o", target.to_str().unwrap()]),
     );
     expect_stopped_with_nothing_written(&run, &target);
 }

@@ -14,6 +14,22 @@ pub const COMMIT: &str = "4444444444444444444444444444444444444444";
 /// fetching gigabytes.
 pub const NO_LLM: &str = "absent-llm";
 
+/// `precis translate` of `input` with the tiny Marian model, greedy (one beam), then `extra`.
+pub fn greedy_translate_args<'a>(input: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "translate",
+        "--translator",
+        "marian",
+        "--translation-model",
+        ID,
+        "--beams",
+        "1",
+        input,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub fn tiny_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian/tiny")
 }
