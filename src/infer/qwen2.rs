@@ -963,6 +963,28 @@ mod tests {
     }
 
     #[test]
+    fn dot_products_agree_with_a_direct_sum() {
+        // Lengths below, at and between the kernels' steps (16, 32, 64 lanes) and tails.
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 40, 64, 100, 128, 129, 200] {
+            let (a, b) = (values(len, 5), values(len, 6));
+            let want: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            for (name, got) in [
+                ("portable", dot(&a, &b)),
+                ("this CPU's", dot_kernel()(&a, &b)),
+            ] {
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-5,
+                    "{name} dot of length {len}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn exp_is_within_a_few_ulp() {
         for i in 0..=200_000 {
             let x = -87.0 + 87.0 * i as f32 / 200_000.0;
