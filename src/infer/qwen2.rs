@@ -165,14 +165,7 @@ impl TokenEmbedding {
 
     /// Embeddings of `tokens`, `tokens.len() × width` values.
     fn rows(&self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
-        Ok(self
-            .forward(tokens, &Device::Cpu)?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
-    }
-
-    /// Embeddings of `tokens`, shape `(1, tokens.len(), width)`.
-    fn forward(&self, tokens: &[u32], device: &Device) -> Result<Tensor, InferError> {
+        let device = &Device::Cpu;
         let mut rows = Vec::with_capacity(tokens.len() * self.row_bytes);
         for &t in tokens {
             let start = t as usize * self.row_bytes;
@@ -188,7 +181,7 @@ impl TokenEmbedding {
             rows.extend_from_slice(row);
         }
         let q = qtensor_from_ggml(self.dtype, &rows, vec![tokens.len(), self.width], device)?;
-        Ok(q.dequantize(device)?.unsqueeze(0)?)
+        Ok(q.dequantize(device)?.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 
@@ -239,21 +232,6 @@ impl QLinear {
 
     fn rows(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
         Ok(Self::rows_many(&[self], x, rows)?.remove(0))
-    }
-
-    /// [`Self::rows_many`] on a tensor whose last dimension is the input width.
-    fn forward_many(linears: &[&Self], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        let dims = x.dims().to_vec();
-        let rows = dims[..dims.len() - 1].iter().product::<usize>();
-        let input = x.flatten_all()?.to_vec1::<f32>()?;
-        Self::rows_many(linears, &input, rows)?
-            .into_iter()
-            .map(|out| {
-                let mut shape = dims.clone();
-                *shape.last_mut().expect("a tensor with dimensions") = out.len() / rows;
-                Tensor::from_vec(out, shape, x.device())
-            })
-            .collect()
     }
 }
 
@@ -630,26 +608,26 @@ impl Attention {
         seq: usize,
         chunk: &PromptChunk,
     ) -> candle_core::Result<Vec<f32>> {
-        let x = Tensor::from_slice(x, (1, seq, x.len() / seq), &Device::Cpu)?;
         let (b, (cos, sin), mask) = (1, (&chunk.cos, &chunk.sin), &chunk.mask);
         let (hd, n_kv) = (self.head_dim, self.n_kv_head);
-        let heads = |projected: &Tensor, bias: &[f32], n: usize| -> candle_core::Result<Tensor> {
-            projected
-                .broadcast_add(&Tensor::from_slice(bias, bias.len(), x.device())?)?
+        let device = &Device::Cpu;
+        let heads = |projected: Vec<f32>, bias: &[f32], n: usize| -> candle_core::Result<Tensor> {
+            Tensor::from_vec(projected, (b, seq, n * hd), device)?
+                .broadcast_add(&Tensor::from_slice(bias, bias.len(), device)?)?
                 .reshape((b, seq, n, hd))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let [q, k, v]: [Tensor; 3] = QLinear::forward_many(&[&self.wq, &self.wk, &self.wv], &x)?
+        let [q, k, v]: [Vec<f32>; 3] = QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
             .try_into()
             .expect("three projections");
-        let q = heads(&q, &self.bq, self.n_head)?;
-        let k = heads(&k, &self.bk, n_kv)?;
-        let v = heads(&v, &self.bv, n_kv)?;
+        let q = heads(q, &self.bq, self.n_head)?;
+        let k = heads(k, &self.bk, n_kv)?;
+        let v = heads(v, &self.bv, n_kv)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         self.cache.append(&k, &v)?;
-        let [k, v] = self.cache.tensors(n_kv, hd, x.device())?;
+        let [k, v] = self.cache.tensors(n_kv, hd, device)?;
         let kv_len = k.dim(2)?;
 
         // Grouped-query attention without copying K and V per query head: the query heads
