@@ -471,72 +471,64 @@ mod simd {
         index
     }
 
-    /// Q4_K: the 64 bytes of two 64-value chunks at once. Low nibbles hold sub-blocks 4c and
-    /// 4c+2 (bytes 0-31, 32-63), high nibbles 4c+1 and 4c+3; each product lane takes its
-    /// sub-block's scale by a lane permutation of the eight scales.
+    /// Q4_K: one 64-value group (two sub-blocks) per step. The group's 32 bytes are loaded
+    /// into both halves of a register and shifted per half (low nibbles below, high nibbles
+    /// above), which puts the weights in the order of the activations: these are plain loads,
+    /// folded into the multiplies. Each product lane takes its sub-block's scale by a lane
+    /// permutation of the eight scales.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
     pub unsafe fn dot_q4k_avx512<const R: usize>(w: &[BlockQ4K], xs: [&[BlockQ8K]; R]) -> [f32; R] {
-        const INDEX: [[u16; 32]; 4] = [
-            lane_index([0, 2, 0, 2], 16),
-            lane_index([1, 3, 1, 3], 16),
-            lane_index([4, 6, 4, 6], 16),
-            lane_index([5, 7, 5, 7], 16),
-        ];
-        let index: [__m512i; 4] = INDEX.map(|i| _mm512_loadu_si512(i.as_ptr().cast()));
+        // Byte shuffles that spread scale 2j over the low 256 bits and 2j+1 over the high
+        // ones, zero-extended to 16 bits.
+        let index: [__m512i; 4] = std::array::from_fn(|j| {
+            let lo = _mm256_set1_epi16(0x8000u16 as i16 | (2 * j) as i16);
+            let hi = _mm256_set1_epi16(0x8000u16 as i16 | (2 * j + 1) as i16);
+            _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+        });
+        let nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
         let nibble = _mm512_set1_epi8(0x0F);
+        // Spreads the eight mins to 16-bit lanes, each twice: one per 16-value activation sum.
+        let min_index = {
+            let pair = |m: i16| 0x8000u16 as i16 | m;
+            _mm256_setr_epi16(
+                pair(0), pair(0), pair(1), pair(1), pair(2), pair(2), pair(3), pair(3),
+                pair(4), pair(4), pair(5), pair(5), pair(6), pair(6), pair(7), pair(7),
+            )
+        };
         let mut acc = [_mm512_setzero_ps(); R];
-        let mut acc_min = [_mm_setzero_ps(); R];
+        let mut acc_min = [_mm256_setzero_ps(); R];
         for (b, w) in w.iter().enumerate() {
             prefetch_ahead(w);
             let (scales, mins) = q4k_scales_mins_fast(&w.scales);
             let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
-            let scales16 =
-                _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(scales.as_ptr().cast())));
-            // [c][lo, hi] nibbles of 64-byte chunk c, with the matching scale lanes.
-            let mut q = [[_mm512_setzero_si512(); 2]; 2];
-            let mut sc = [[_mm512_setzero_si512(); 2]; 2];
-            for c in 0..2 {
-                let q4 = _mm512_loadu_si512(w.qs.as_ptr().add(64 * c).cast());
-                q[c] = [
-                    _mm512_and_si512(q4, nibble),
-                    _mm512_and_si512(_mm512_srli_epi16(q4, 4), nibble),
-                ];
-                sc[c] = [
-                    _mm512_permutexvar_epi16(index[2 * c], scales16),
-                    _mm512_permutexvar_epi16(index[2 * c + 1], scales16),
-                ];
+            let scales8 = _mm512_set1_epi64(i64::from_le_bytes(scales));
+            let mins16 = _mm256_shuffle_epi8(_mm256_set1_epi64x(i64::from_le_bytes(mins)), min_index);
+            let mut q = [_mm512_setzero_si512(); 4];
+            let mut sc = [_mm512_setzero_si512(); 4];
+            for j in 0..4 {
+                let bytes =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qs.as_ptr().add(32 * j).cast()));
+                q[j] = _mm512_and_si512(_mm512_srlv_epi16(bytes, nibble_shift), nibble);
+                sc[j] = _mm512_shuffle_epi8(scales8, index[j]);
             }
             for r in 0..R {
                 let x = &xs[r][b];
-                acc_min[r] = _mm_fmadd_ps(
-                    _mm_set1_ps(x.d * dmin),
-                    _mm_cvtepi32_ps(q4k_min_products(&mins, &x.bsums)),
+                let bsums = _mm256_loadu_si256(x.bsums.as_ptr().cast());
+                acc_min[r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(x.d * dmin),
+                    _mm256_cvtepi32_ps(_mm256_madd_epi16(mins16, bsums)),
                     acc_min[r],
                 );
                 let xq = x.qs.as_ptr();
-                let halves = |a: usize, b: usize| {
-                    _mm512_inserti64x4(
-                        _mm512_castsi256_si512(_mm256_loadu_si256(xq.add(a).cast())),
-                        _mm256_loadu_si256(xq.add(b).cast()),
-                        1,
-                    )
-                };
                 let mut sum = _mm512_setzero_si512();
-                for c in 0..2 {
-                    let x_lo = halves(128 * c, 128 * c + 64);
-                    let x_hi = halves(128 * c + 32, 128 * c + 96);
-                    sum = _mm512_add_epi32(
-                        sum,
-                        _mm512_add_epi32(
-                            _mm512_madd_epi16(_mm512_maddubs_epi16(q[c][0], x_lo), sc[c][0]),
-                            _mm512_madd_epi16(_mm512_maddubs_epi16(q[c][1], x_hi), sc[c][1]),
-                        ),
-                    );
+                for j in 0..4 {
+                    let x = _mm512_loadu_si512(xq.add(64 * j).cast());
+                    sum = _mm512_add_epi32(sum, _mm512_madd_epi16(_mm512_maddubs_epi16(q[j], x), sc[j]));
                 }
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.d * d), _mm512_cvtepi32_ps(sum), acc[r]);
             }
         }
-        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum128(acc_min[r]))
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum(acc_min[r]))
     }
 
     /// Q6_K: one 128-value half per step. Its 64 `ql` bytes give values 0-63 (low nibbles)
