@@ -11,7 +11,6 @@
 //! The block layouts are GGUF's (`block_q4_K`, `block_q6_K`, `block_q8_K` in ggml).
 
 use half::f16;
-use rayon::prelude::*;
 
 pub const QK_K: usize = 256;
 
@@ -165,16 +164,22 @@ fn cast_blocks<T: Copy>(bytes: &[u8]) -> &[T] {
 }
 
 /// Quantises `x` (a multiple of 256 long) to Q8_K blocks, as ggml's `quantize_row_q8_K_ref`.
+/// Written so that the compiler vectorises every pass (the first version, one fold carrying
+/// the largest magnitude and its signed value, ran a value at a time: 15 µs for the 8960
+/// activations of the 1.5B model's down projection, 1% of a decoding step, on one thread
+/// while the other waited).
 pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
+    const LANES: usize = 16;
     x.chunks_exact(QK_K)
         .map(|chunk| {
-            let (amax, max) = chunk.iter().fold((0f32, 0f32), |(amax, max), &v| {
-                if v.abs() > amax {
-                    (v.abs(), v)
-                } else {
-                    (amax, max)
+            let mut lanes = [0f32; LANES];
+            for values in chunk.chunks_exact(LANES) {
+                for (lane, v) in lanes.iter_mut().zip(values) {
+                    // NaN never wins, as in ggml's `fabsf(x) > amax`.
+                    *lane = if v.abs() > *lane { v.abs() } else { *lane };
                 }
-            });
+            }
+            let amax = lanes.iter().fold(0f32, |m, &l| if l > m { l } else { m });
             let mut block = BlockQ8K {
                 d: 0.0,
                 qs: [0; QK_K],
@@ -183,6 +188,8 @@ pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
             if amax == 0.0 {
                 return block;
             }
+            // ggml keeps the first value of the largest magnitude, with its sign.
+            let max = *chunk.iter().find(|v| v.abs() == amax).expect("amax is in the chunk");
             // ggml's current rule (-127, not -128: its IQ kernels need the symmetric range).
             let iscale = -127.0 / max;
             for (q, &v) in block.qs.iter_mut().zip(chunk) {
@@ -491,8 +498,22 @@ mod simd {
         let min_index = {
             let pair = |m: i16| 0x8000u16 as i16 | m;
             _mm256_setr_epi16(
-                pair(0), pair(0), pair(1), pair(1), pair(2), pair(2), pair(3), pair(3),
-                pair(4), pair(4), pair(5), pair(5), pair(6), pair(6), pair(7), pair(7),
+                pair(0),
+                pair(0),
+                pair(1),
+                pair(1),
+                pair(2),
+                pair(2),
+                pair(3),
+                pair(3),
+                pair(4),
+                pair(4),
+                pair(5),
+                pair(5),
+                pair(6),
+                pair(6),
+                pair(7),
+                pair(7),
             )
         };
         let mut acc = [_mm512_setzero_ps(); R];
@@ -502,7 +523,8 @@ mod simd {
             let (scales, mins) = q4k_scales_mins_fast(&w.scales);
             let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
             let scales8 = _mm512_set1_epi64(i64::from_le_bytes(scales));
-            let mins16 = _mm256_shuffle_epi8(_mm256_set1_epi64x(i64::from_le_bytes(mins)), min_index);
+            let mins16 =
+                _mm256_shuffle_epi8(_mm256_set1_epi64x(i64::from_le_bytes(mins)), min_index);
             let mut q = [_mm512_setzero_si512(); 4];
             let mut sc = [_mm512_setzero_si512(); 4];
             for j in 0..4 {
@@ -523,7 +545,10 @@ mod simd {
                 let mut sum = _mm512_setzero_si512();
                 for j in 0..4 {
                     let x = _mm512_loadu_si512(xq.add(64 * j).cast());
-                    sum = _mm512_add_epi32(sum, _mm512_madd_epi16(_mm512_maddubs_epi16(q[j], x), sc[j]));
+                    sum = _mm512_add_epi32(
+                        sum,
+                        _mm512_madd_epi16(_mm512_maddubs_epi16(q[j], x), sc[j]),
+                    );
                 }
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x.d * d), _mm512_cvtepi32_ps(sum), acc[r]);
             }
@@ -728,7 +753,9 @@ fn gemm_by_rows(matrices: &[KQuantMatrix], x_rows: &[&[BlockQ8K]]) -> Vec<Vec<f3
                 .map(move |(task, out)| (matrix, task * ROWS_PER_TASK, out))
         })
         .collect();
-    tasks.into_par_iter().for_each(|(matrix, first, out)| {
+    let mut tasks = tasks;
+    super::team::Team::get().for_each_mut(&mut tasks, |(matrix, first, out)| {
+        let (matrix, first) = (*matrix, *first);
         for (t, tile_rows) in x_rows.chunks(tile).enumerate() {
             for (i, out) in out.chunks_exact_mut(m).enumerate() {
                 let out = &mut out[t * tile..t * tile + tile_rows.len()];
@@ -834,6 +861,42 @@ mod tests {
             }
         }
         assert!(quantize_q8k(&[0.0; 256])[0].qs.iter().all(|&q| q == 0));
+    }
+
+    /// ggml's `quantize_row_q8_K_ref`, a value at a time.
+    fn q8k_reference(chunk: &[f32]) -> ([i8; QK_K], f32) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in chunk {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        let mut qs = [0i8; QK_K];
+        if amax == 0.0 {
+            return (qs, 0.0);
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in qs.iter_mut().zip(chunk) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        (qs, 1.0 / iscale)
+    }
+
+    #[test]
+    fn q8k_equals_the_reference_bit_for_bit() {
+        let mut x = activations(QK_K * 8, 11);
+        // Ties for the largest magnitude with either sign first, a NaN, a negative zero.
+        x[3] = 4.0;
+        x[9] = -4.0;
+        x[QK_K + 5] = -4.0;
+        x[QK_K + 7] = 4.0;
+        x[2 * QK_K] = f32::NAN;
+        x[3 * QK_K + 1] = -0.0;
+        for (block, chunk) in quantize_q8k(&x).iter().zip(x.chunks_exact(QK_K)) {
+            let (qs, d) = q8k_reference(chunk);
+            assert_eq!(block.qs, qs);
+            assert_eq!(block.d.to_bits(), d.to_bits());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod kquant;
 mod kquant_tiles;
 pub mod marian;
 pub mod qwen2;
+mod team;
 
 pub use decode::{
     CausalLm, DecodeOptions, DecodeStats, Decoded, PromptLookup, RepetitionGuard, Step, StopReason,

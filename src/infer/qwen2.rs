@@ -14,6 +14,7 @@
 //! logits move by up to 0.3 when only its KV cache changes from f16 to f32).
 
 use super::kquant::{self, KQuant, KQuantMatrix};
+use super::team::Team;
 use super::{CausalLm, InferError};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
@@ -370,63 +371,62 @@ impl KvCache {
 /// Attention of one query position over the first `positions` cached positions. `q` is
 /// `[head][dim]`; the query heads sharing a KV head (head `h` reads KV head
 /// `h / (heads / kv heads)`) are done together, so each cached key and value is read once per
-/// KV head, and the KV heads run on rayon's threads.
+/// KV head, and the KV heads run on the team's threads.
 fn decode_attention(
     q: &[f32],
     cache: &KvCache,
     positions: usize,
     (n_head, n_kv, hd): (usize, usize, usize),
 ) -> Vec<f32> {
-    use rayon::prelude::*;
     let n_rep = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; n_head * hd];
-    out.par_chunks_mut(n_rep * hd)
-        .enumerate()
-        .for_each(|(kv, out)| {
-            let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
-            let keys = &cache.keys[kv][..positions * hd];
-            let values = &cache.values[kv][..positions * hd];
-            // scores[r][p] for query head r of this group. Keys and values are converted from
-            // f16 a tile of positions at a time, into a buffer that stays in the L1 cache.
-            let mut scores = vec![0f32; n_rep * positions];
-            let mut tile = vec![0f32; ATTENTION_TILE * hd];
-            let dot = dot_kernel();
-            for (t, keys) in keys.chunks(ATTENTION_TILE * hd).enumerate() {
-                let tile = &mut tile[..keys.len()];
-                keys.convert_to_f32_slice(tile);
-                for (r, query) in queries.chunks_exact(hd).enumerate() {
-                    let scores = &mut scores[r * positions + t * ATTENTION_TILE..];
-                    for (score, key) in scores.iter_mut().zip(tile.chunks_exact(hd)) {
-                        *score = dot(query, key) * scale;
-                    }
+    let mut groups: Vec<(usize, &mut [f32])> = out.chunks_mut(n_rep * hd).enumerate().collect();
+    Team::get().for_each_mut(&mut groups, |(kv, out)| {
+        let kv = *kv;
+        let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
+        let keys = &cache.keys[kv][..positions * hd];
+        let values = &cache.values[kv][..positions * hd];
+        // scores[r][p] for query head r of this group. Keys and values are converted from
+        // f16 a tile of positions at a time, into a buffer that stays in the L1 cache.
+        let mut scores = vec![0f32; n_rep * positions];
+        let mut tile = vec![0f32; ATTENTION_TILE * hd];
+        let dot = dot_kernel();
+        for (t, keys) in keys.chunks(ATTENTION_TILE * hd).enumerate() {
+            let tile = &mut tile[..keys.len()];
+            keys.convert_to_f32_slice(tile);
+            for (r, query) in queries.chunks_exact(hd).enumerate() {
+                let scores = &mut scores[r * positions + t * ATTENTION_TILE..];
+                for (score, key) in scores.iter_mut().zip(tile.chunks_exact(hd)) {
+                    *score = dot(query, key) * scale;
                 }
             }
-            for row in scores.chunks_exact_mut(positions) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                for s in row.iter_mut() {
-                    *s = exp(*s - max);
-                }
-                let total: f32 = row.iter().sum();
-                for s in row.iter_mut() {
-                    *s /= total;
-                }
+        }
+        for row in scores.chunks_exact_mut(positions) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for s in row.iter_mut() {
+                *s = exp(*s - max);
             }
-            let add_weighted = match hd {
-                _ if hd.is_multiple_of(128) => add_weighted::<128>,
-                _ if hd.is_multiple_of(64) => add_weighted::<64>,
-                _ if hd.is_multiple_of(16) => add_weighted::<16>,
-                _ => add_weighted::<1>,
-            };
-            for (t, values) in values.chunks(ATTENTION_TILE * hd).enumerate() {
-                let tile = &mut tile[..values.len()];
-                values.convert_to_f32_slice(tile);
-                for (r, out) in out.chunks_exact_mut(hd).enumerate() {
-                    let weights = &scores[r * positions + t * ATTENTION_TILE..];
-                    add_weighted(weights, tile, out);
-                }
+            let total: f32 = row.iter().sum();
+            for s in row.iter_mut() {
+                *s /= total;
             }
-        });
+        }
+        let add_weighted = match hd {
+            _ if hd.is_multiple_of(128) => add_weighted::<128>,
+            _ if hd.is_multiple_of(64) => add_weighted::<64>,
+            _ if hd.is_multiple_of(16) => add_weighted::<16>,
+            _ => add_weighted::<1>,
+        };
+        for (t, values) in values.chunks(ATTENTION_TILE * hd).enumerate() {
+            let tile = &mut tile[..values.len()];
+            values.convert_to_f32_slice(tile);
+            for (r, out) in out.chunks_exact_mut(hd).enumerate() {
+                let weights = &scores[r * positions + t * ATTENTION_TILE..];
+                add_weighted(weights, tile, out);
+            }
+        }
+    });
     out
 }
 
