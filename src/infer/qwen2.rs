@@ -308,59 +308,94 @@ impl Rope {
     }
 }
 
-/// Keys and values of every cached position, one plain vector per KV head (`[position][dim]`):
-/// a decoding step appends its position in place (no copy of the cache into a new tensor, no
-/// fresh pages per token), and the decoding attention streams each head's keys and values in
-/// order. Stored as f16, as llama.cpp's cache is by default: a decoding step reads the whole
-/// cache (45 MB per token at 800 positions in f32 for the 1.5B model), so half the bytes is
-/// a faster step.
+/// Positions per block of the key cache.
+const KEY_BLOCK: usize = 16;
+
+/// Keys and values of every cached position, one plain vector per KV head: a decoding step
+/// appends its position in place (no copy of the cache into a new tensor, no fresh pages per
+/// token). Stored as f16, as llama.cpp's cache is by default: a decoding step reads the whole
+/// cache (45 MB per token at 800 positions in f32 for the 1.5B model), so half the bytes is a
+/// faster step. Values are position-major (`[position][dim]`); keys are in blocks of
+/// `KEY_BLOCK` positions, dimension-major within a block (`[block][dim][position]`), so that a
+/// query's scores for a block are multiply-adds of whole rows, with no horizontal sum per
+/// position (which took half the decoding attention's time).
 #[derive(Default)]
 struct KvCache {
     keys: Vec<Vec<f16>>,
     values: Vec<Vec<f16>>,
+    positions: usize,
 }
 
 impl KvCache {
     /// Appends `k` and `v`, shaped `(1, n_kv_head, positions, head_dim)`.
     fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
-        let n_kv = k.dim(1)?;
-        for (cache, new) in [(&mut self.keys, k), (&mut self.values, v)] {
-            let head_major = new.flatten_all()?.to_vec1::<f32>()?;
-            cache.resize_with(n_kv, Vec::new);
-            for (head, new) in cache
-                .iter_mut()
-                .zip(head_major.chunks_exact(head_major.len() / n_kv))
-            {
-                head.extend(new.iter().map(|&v| f16::from_f32(v)));
-            }
+        let (n_kv, positions, hd) = (k.dim(1)?, k.dim(2)?, k.dim(3)?);
+        let [k, v] = [k, v].map(|t| t.flatten_all()?.to_vec1::<f32>());
+        let (k, v) = (k?, v?);
+        let row = |heads: &[f32], p: usize| -> Vec<f32> {
+            (0..n_kv)
+                .flat_map(|h| &heads[(h * positions + p) * hd..][..hd])
+                .copied()
+                .collect()
+        };
+        for p in 0..positions {
+            self.append_row(&row(&k, p), &row(&v, p), n_kv);
         }
         Ok(())
     }
 
     /// Appends one position: `k` and `v` hold `n_kv_head` heads of `head_dim` values.
     fn append_row(&mut self, k: &[f32], v: &[f32], n_kv: usize) {
-        for (cache, new) in [(&mut self.keys, k), (&mut self.values, v)] {
-            cache.resize_with(n_kv, Vec::new);
-            for (head, new) in cache.iter_mut().zip(new.chunks_exact(new.len() / n_kv)) {
-                head.extend(new.iter().map(|&v| f16::from_f32(v)));
+        let hd = k.len() / n_kv;
+        let (block, lane) = (self.positions / KEY_BLOCK, self.positions % KEY_BLOCK);
+        self.keys.resize_with(n_kv, Vec::new);
+        self.values.resize_with(n_kv, Vec::new);
+        for (head, k) in self.keys.iter_mut().zip(k.chunks_exact(hd)) {
+            if lane == 0 {
+                head.resize((block + 1) * hd * KEY_BLOCK, f16::ZERO);
+            }
+            let block = &mut head[block * hd * KEY_BLOCK..][..hd * KEY_BLOCK];
+            for (d, &k) in k.iter().enumerate() {
+                block[d * KEY_BLOCK + lane] = f16::from_f32(k);
             }
         }
+        for (head, v) in self.values.iter_mut().zip(v.chunks_exact(hd)) {
+            head.extend(v.iter().map(|&v| f16::from_f32(v)));
+        }
+        self.positions += 1;
     }
 
     /// The cache as `(1, n_kv_head, positions, head_dim)` tensors, for prompt chunks.
     fn tensors(&self, n_kv: usize, hd: usize, device: &Device) -> candle_core::Result<[Tensor; 2]> {
-        let tensor = |heads: &[Vec<f16>]| {
-            let positions = heads.first().map_or(0, |h| h.len() / hd);
-            let values: Vec<f32> = heads.iter().flat_map(|h| h.to_f32_vec()).collect();
-            Tensor::from_vec(values, (1, n_kv, positions, hd), device)
-        };
-        Ok([tensor(&self.keys)?, tensor(&self.values)?])
+        let keys: Vec<f32> = self
+            .keys
+            .iter()
+            .flat_map(|head| {
+                (0..self.positions).flat_map(move |p| {
+                    let block = &head[p / KEY_BLOCK * hd * KEY_BLOCK..][..hd * KEY_BLOCK];
+                    (0..hd).map(move |d| block[d * KEY_BLOCK + p % KEY_BLOCK].to_f32())
+                })
+            })
+            .collect();
+        let values: Vec<f32> = self.values.iter().flat_map(|h| h.to_f32_vec()).collect();
+        let shape = (1, n_kv, self.positions, hd);
+        Ok([
+            Tensor::from_vec(keys, shape, device)?,
+            Tensor::from_vec(values, shape, device)?,
+        ])
     }
 
+    /// Keeps the first `position` positions; later appends overwrite the rest of the last
+    /// key block.
     fn truncate(&mut self, position: usize, hd: usize) {
-        for head in self.keys.iter_mut().chain(self.values.iter_mut()) {
+        let position = position.min(self.positions);
+        for head in &mut self.keys {
+            head.truncate(position.div_ceil(KEY_BLOCK) * hd * KEY_BLOCK);
+        }
+        for head in &mut self.values {
             head.truncate(position * hd);
         }
+        self.positions = position;
     }
 
     fn clear(&mut self) {
@@ -382,27 +417,24 @@ fn decode_attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; n_head * hd];
     let mut groups: Vec<(usize, &mut [f32])> = out.chunks_mut(n_rep * hd).enumerate().collect();
+    let block_scores = block_scores_kernel();
     Team::get().for_each_mut(&mut groups, |(kv, out)| {
         let kv = *kv;
         let queries = &q[kv * n_rep * hd..(kv + 1) * n_rep * hd];
-        let keys = &cache.keys[kv][..positions * hd];
+        let keys = &cache.keys[kv][..positions.div_ceil(KEY_BLOCK) * hd * KEY_BLOCK];
         let values = &cache.values[kv][..positions * hd];
-        // scores[r][p] for query head r of this group. Keys and values are converted from
-        // f16 a tile of positions at a time, into a buffer that stays in the L1 cache.
-        let mut scores = vec![0f32; n_rep * positions];
-        let mut tile = vec![0f32; ATTENTION_TILE * hd];
-        let dot = dot_kernel();
-        for (t, keys) in keys.chunks(ATTENTION_TILE * hd).enumerate() {
-            let tile = &mut tile[..keys.len()];
-            keys.convert_to_f32_slice(tile);
-            for (r, query) in queries.chunks_exact(hd).enumerate() {
-                let scores = &mut scores[r * positions + t * ATTENTION_TILE..];
-                for (score, key) in scores.iter_mut().zip(tile.chunks_exact(hd)) {
-                    *score = dot(query, key) * scale;
-                }
+        // scores[r][p] for query head r of this group, whole blocks (the lanes past
+        // `positions` are never read).
+        let width = positions.next_multiple_of(KEY_BLOCK);
+        let mut scores = vec![0f32; n_rep * width];
+        for (b, block) in keys.chunks_exact(hd * KEY_BLOCK).enumerate() {
+            for (pass, heads) in queries.chunks(HEADS_PER_PASS * hd).enumerate() {
+                let out = &mut scores[pass * HEADS_PER_PASS * width + b * KEY_BLOCK..];
+                block_scores(heads, block, scale, out, width);
             }
         }
-        for row in scores.chunks_exact_mut(positions) {
+        for row in scores.chunks_exact_mut(width) {
+            let row = &mut row[..positions];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             for s in row.iter_mut() {
                 *s = exp(*s - max);
@@ -418,16 +450,114 @@ fn decode_attention(
             _ if hd.is_multiple_of(16) => add_weighted::<16>,
             _ => add_weighted::<1>,
         };
+        // Values are converted from f16 a tile of positions at a time, into a buffer that
+        // stays in the L1 cache.
+        let mut tile = vec![0f32; ATTENTION_TILE * hd];
         for (t, values) in values.chunks(ATTENTION_TILE * hd).enumerate() {
             let tile = &mut tile[..values.len()];
             values.convert_to_f32_slice(tile);
             for (r, out) in out.chunks_exact_mut(hd).enumerate() {
-                let weights = &scores[r * positions + t * ATTENTION_TILE..];
+                let weights = &scores[r * width + t * ATTENTION_TILE..][..values.len() / hd];
                 add_weighted(weights, tile, out);
             }
         }
     });
     out
+}
+
+/// Query heads scored against a key block at a time: the block's rows are converted from
+/// f16 once for all of them.
+const HEADS_PER_PASS: usize = 8;
+
+/// `out[r · stride + i] = scale · (query r · key i)` for the query heads in `queries` (at most
+/// `HEADS_PER_PASS`, `[head][dim]`) and the `KEY_BLOCK` keys of `block` (`[dim][position]`).
+type BlockScores = fn(&[f32], &[f16], f32, &mut [f32], usize);
+
+/// The block scores for this CPU: AVX-512 where it has it.
+fn block_scores_kernel() -> BlockScores {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        return |queries, block, scale, out, stride| {
+            let hd = block.len() / KEY_BLOCK;
+            macro_rules! heads {
+                ($($r:literal)*) => {
+                    match queries.len() / hd {
+                        // SAFETY: the CPU has AVX-512 F.
+                        $($r => unsafe {
+                            block_scores_avx512::<$r>(queries, block, scale, out, stride)
+                        },)*
+                        n => unreachable!("{n} heads in one pass"),
+                    }
+                };
+            }
+            heads!(1 2 3 4 5 6 7 8)
+        };
+    }
+    block_scores
+}
+
+/// Each key dimension is a row of `KEY_BLOCK` values, multiplied by one query value and added
+/// to the head's scores: fixed-size arrays the compiler keeps in vector registers.
+fn block_scores(queries: &[f32], block: &[f16], scale: f32, out: &mut [f32], stride: usize) {
+    let hd = block.len() / KEY_BLOCK;
+    let mut acc = [[0f32; KEY_BLOCK]; HEADS_PER_PASS];
+    let mut keys = [0f32; KEY_BLOCK];
+    for (d, row) in block.chunks_exact(KEY_BLOCK).enumerate() {
+        row.convert_to_f32_slice(&mut keys);
+        for (acc, query) in acc.iter_mut().zip(queries.chunks_exact(hd)) {
+            for (a, k) in acc.iter_mut().zip(keys) {
+                *a = query[d].mul_add(k, *a);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().take(queries.len() / hd).enumerate() {
+        for (s, a) in out[r * stride..][..KEY_BLOCK].iter_mut().zip(acc) {
+            *s = a * scale;
+        }
+    }
+}
+
+/// [`block_scores`] with AVX-512 for `R` heads: a row of keys converted from f16 in one
+/// instruction, then one multiply-add per head, in two chains per head (even and odd
+/// dimensions) so that enough are in flight.
+///
+/// # Safety
+/// The CPU has AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_scores_avx512<const R: usize>(
+    queries: &[f32],
+    block: &[f16],
+    scale: f32,
+    out: &mut [f32],
+    stride: usize,
+) {
+    use std::arch::x86_64::*;
+    let hd = block.len() / KEY_BLOCK;
+    assert!(queries.len() >= R * hd && out.len() >= (R - 1) * stride + KEY_BLOCK);
+    let (q, k) = (queries.as_ptr(), block.as_ptr().cast::<__m256i>());
+    let row = |d: usize| _mm512_cvtph_ps(_mm256_loadu_si256(k.add(d)));
+    let mut even = [_mm512_setzero_ps(); R];
+    let mut odd = [_mm512_setzero_ps(); R];
+    let mut d = 0;
+    while d + 2 <= hd {
+        let (k0, k1) = (row(d), row(d + 1));
+        for r in 0..R {
+            even[r] = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(r * hd + d)), k0, even[r]);
+            odd[r] = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(r * hd + d + 1)), k1, odd[r]);
+        }
+        d += 2;
+    }
+    if d < hd {
+        let k0 = row(d);
+        for (r, even) in even.iter_mut().enumerate() {
+            *even = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(r * hd + d)), k0, *even);
+        }
+    }
+    for (r, (even, odd)) in even.into_iter().zip(odd).enumerate() {
+        let sum = _mm512_mul_ps(_mm512_add_ps(even, odd), _mm512_set1_ps(scale));
+        _mm512_storeu_ps(out.as_mut_ptr().add(r * stride), sum);
+    }
 }
 
 /// `e^x` to within a few ulp (Cephes' `expf`: `x = n ln 2 + r`, a degree-6 polynomial in `r`,
@@ -471,76 +601,6 @@ fn add_weighted<const W: usize>(weights: &[f32], rows: &[f32], out: &mut [f32]) 
     }
 }
 
-/// The dot product for this CPU: AVX-512 where it has it (per query head and position, the
-/// portable one's call, reduction and stores cost more than its multiply-adds).
-fn dot_kernel() -> fn(&[f32], &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512 F.
-        return |a, b| unsafe { dot_avx512(a, b) };
-    }
-    dot
-}
-
-/// Dot product in 64 independent lanes of fused multiply-adds, which the compiler keeps in
-/// vector registers (fixed-size arrays, so that it knows their length; with 16 lanes it
-/// chose 4-wide vectors). Not inlined: inlined into the attention loop, it is vectorised
-/// 4-wide again.
-#[inline(never)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 64;
-    let ((a, a_tail), (b, b_tail)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-    let mut lanes = [0f32; LANES];
-    for (a, b) in a.iter().zip(b) {
-        for i in 0..LANES {
-            lanes[i] = a[i].mul_add(b[i], lanes[i]);
-        }
-    }
-    let tail: f32 = a_tail.iter().zip(b_tail).map(|(a, b)| a * b).sum();
-    // Pairwise, halving the lanes each step: a few vector adds instead of a chain of scalar
-    // ones.
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            lanes[i] += lanes[i + width];
-        }
-    }
-    lanes[0] + tail
-}
-
-/// [`dot`] with AVX-512: two chains of 16-lane fused multiply-adds, one reduction.
-///
-/// # Safety
-/// The CPU has AVX-512 F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (a, b) = (a.as_ptr(), b.as_ptr());
-    let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-    let mut i = 0;
-    while i + 32 <= n {
-        even = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), even);
-        odd = _mm512_fmadd_ps(
-            _mm512_loadu_ps(a.add(i + 16)),
-            _mm512_loadu_ps(b.add(i + 16)),
-            odd,
-        );
-        i += 32;
-    }
-    if i + 16 <= n {
-        even = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), even);
-        i += 16;
-    }
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
-    for j in i..n {
-        sum = (*a.add(j)).mul_add(*b.add(j), sum);
-    }
-    sum
-}
-
 struct Attention {
     wq: QLinear,
     wk: QLinear,
@@ -575,7 +635,7 @@ impl Attention {
             QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
                 .try_into()
                 .expect("three projections");
-        let cached = self.cache.keys.first().map_or(0, |h| h.len() / hd);
+        let cached = self.cache.positions;
         let (q_width, kv_width) = (self.n_head * hd, n_kv * hd);
         for i in 0..seq {
             let q = &mut q[i * q_width..(i + 1) * q_width];
@@ -941,23 +1001,74 @@ mod tests {
     }
 
     #[test]
-    fn dot_products_agree_with_a_direct_sum() {
-        // Lengths below, at and between the kernels' steps (16, 32, 64 lanes) and tails.
-        for len in [0, 1, 15, 16, 17, 31, 32, 33, 40, 64, 100, 128, 129, 200] {
-            let (a, b) = (values(len, 5), values(len, 6));
-            let want: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum();
-            for (name, got) in [
-                ("portable", dot(&a, &b)),
-                ("this CPU's", dot_kernel()(&a, &b)),
-            ] {
-                assert!(
-                    (f64::from(got) - want).abs() < 1e-5,
-                    "{name} dot of length {len}: {got} vs {want}"
-                );
+    fn block_scores_agree_with_direct_dot_products() {
+        // Head counts for every kernel instance, odd and even head widths.
+        for hd in [40, 64, 128, 7] {
+            for heads in 1..=HEADS_PER_PASS {
+                let queries = values(heads * hd, 5);
+                let block: Vec<f16> = values(hd * KEY_BLOCK, 6)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect();
+                let stride = KEY_BLOCK + 3;
+                for (name, kernel) in [
+                    ("portable", block_scores as BlockScores),
+                    ("this CPU's", block_scores_kernel()),
+                ] {
+                    let mut out = vec![f32::NAN; heads * stride];
+                    kernel(&queries, &block, 0.5, &mut out, stride);
+                    for r in 0..heads {
+                        for i in 0..KEY_BLOCK {
+                            let want: f64 = (0..hd)
+                                .map(|d| {
+                                    f64::from(queries[r * hd + d])
+                                        * f64::from(block[d * KEY_BLOCK + i].to_f32())
+                                })
+                                .sum::<f64>()
+                                * 0.5;
+                            let got = f64::from(out[r * stride + i]);
+                            assert!(
+                                (got - want).abs() < 1e-5,
+                                "{name}: hd {hd}, {heads} heads, head {r}, key {i}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_blocks_give_back_every_position_after_truncation() {
+        let (n_kv, hd) = (2, 8);
+        let row = n_kv * hd;
+        let keys = values(40 * row, 7);
+        let vals = values(40 * row, 8);
+        let mut cache = KvCache::default();
+        for p in 0..37 {
+            cache.append_row(&keys[p * row..][..row], &vals[p * row..][..row], n_kv);
+        }
+        // Rewind into the middle of a block, then overwrite its tail with other positions.
+        cache.truncate(20, hd);
+        for p in 20..33 {
+            let p_src = p + 7;
+            cache.append_row(&keys[p_src * row..][..row], &vals[p_src * row..][..row], n_kv);
+        }
+        let [k, v] = cache.tensors(n_kv, hd, &Device::Cpu).unwrap();
+        let (k, v) = (
+            k.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(k.len(), n_kv * 33 * hd);
+        let rounded = |x: f32| f16::from_f32(x).to_f32();
+        for h in 0..n_kv {
+            for p in 0..33 {
+                let src = if p < 20 { p } else { p + 7 };
+                for d in 0..hd {
+                    let at = (h * 33 + p) * hd + d;
+                    assert_eq!(k[at], rounded(keys[src * row + h * hd + d]), "key {h} {p} {d}");
+                    assert_eq!(v[at], rounded(vals[src * row + h * hd + d]), "value {h} {p} {d}");
+                }
             }
         }
     }
@@ -978,10 +1089,10 @@ mod tests {
 
     #[test]
     fn decode_attention_matches_a_direct_computation() {
-        // Head widths that take each accumulation path, and enough positions for several
-        // tiles and a partial one.
-        for (hd, positions) in [(128, 75), (64, 33), (40, 7)] {
-            let (n_head, n_kv) = (6, 2);
+        // Head widths that take each accumulation path, enough positions for several tiles
+        // and key blocks and a partial one, and groups of query heads wider than one pass.
+        for (hd, positions, n_head) in [(128, 75, 12), (64, 33, 20), (40, 7, 14)] {
+            let n_kv = 2;
             let mut cache = KvCache::default();
             let keys = values(positions * n_kv * hd, 1);
             let vals = values(positions * n_kv * hd, 2);

@@ -48,23 +48,24 @@ struct Shared {
     /// Items of the current job finished (or panicked), on a cache line of its own: the
     /// workers spin reading `claim`.
     done: CacheLine<AtomicUsize>,
-    /// Items claimed at a time in the current job.
-    grain: AtomicUsize,
+    threads: usize,
     panicked: AtomicBool,
     sleeping: Mutex<usize>,
     wake: Condvar,
 }
 
 impl Shared {
-    /// Claims and runs items of `generation`, `grain` at a time, until none is left.
-    fn work(&self, generation: u64, grain: usize) {
+    /// Claims and runs items of `generation` until none is left, a share of those left at a
+    /// time: large claims while much is left (few meetings on the claim word), single items
+    /// at the end (the threads finish together).
+    fn work(&self, generation: u64) {
         loop {
             let word = self.claim.load(Ordering::SeqCst);
             let (current, len, next) = unpack(word);
             if current != generation || next >= len {
                 return;
             }
-            let end = (next + grain).min(len);
+            let end = next + ((len - next) / (2 * self.threads)).max(1);
             // Loaded after seeing `generation` and before a successful claim in it: the
             // caller cannot have moved on to another job in between (it waits for these items).
             let job = self.job.load(Ordering::SeqCst);
@@ -111,7 +112,7 @@ impl Shared {
                     *sleeping -= 1;
                 }
             };
-            self.work(generation, self.grain.load(Ordering::SeqCst));
+            self.work(generation);
             seen = generation;
         }
     }
@@ -119,7 +120,6 @@ impl Shared {
 
 pub(crate) struct Team {
     shared: Arc<Shared>,
-    threads: usize,
     /// Held by the caller of a job: a second caller (another thread, or a job calling
     /// [`Team::run`]) runs its items alone instead of waiting.
     busy: Mutex<u64>,
@@ -131,7 +131,7 @@ impl Team {
             claim: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             done: CacheLine(AtomicUsize::new(0)),
-            grain: AtomicUsize::new(1),
+            threads: threads.max(1),
             panicked: AtomicBool::new(false),
             sleeping: Mutex::new(0),
             wake: Condvar::new(),
@@ -145,7 +145,6 @@ impl Team {
         }
         Self {
             shared,
-            threads: threads.max(1),
             busy: Mutex::new(0),
         }
     }
@@ -170,11 +169,7 @@ impl Team {
         let shared = &*self.shared;
         *generation = *generation % MAX_GENERATION + 1;
         let generation = *generation;
-        // A few claims per thread: enough to even out a thread that is briefly descheduled,
-        // few enough that the threads rarely meet on the claim word.
-        let grain = len.div_ceil(8 * self.threads);
         shared.done.0.store(0, Ordering::SeqCst);
-        shared.grain.store(grain, Ordering::SeqCst);
         shared
             .job
             .store(std::ptr::from_ref(&job).cast_mut().cast(), Ordering::SeqCst);
@@ -184,7 +179,7 @@ impl Team {
         if *shared.sleeping.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
             shared.wake.notify_all();
         }
-        shared.work(generation, grain);
+        shared.work(generation);
         while shared.done.0.load(Ordering::SeqCst) < len {
             std::hint::spin_loop();
         }
