@@ -91,32 +91,10 @@ fn prompt_product(format: KQuant) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    let cols: usize = std::env::var("COLS").map_or(1536, |v| v.parse().unwrap());
-    if std::env::var("SKIP_PROMPT").is_err() {
-        prompt_product(KQuant::Q4K);
-    }
+    prompt_product(KQuant::Q4K);
+    prompt_product(KQuant::Q6K);
+    let cols = 1536;
     for format in [KQuant::Q4K, KQuant::Q6K] {
-        {
-            let block = if format == KQuant::Q4K { 144 } else { 210 };
-            let kib: usize = std::env::var("KIB").map_or(1024, |v| v.parse().unwrap());
-            let rows = (kib << 10) / (cols / QK_K * block) / 16 * 16;
-            let bytes = blocks(format, rows, cols);
-            let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
-            let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
-            let best = rayon::join(
-                || {
-                    best_seconds(2000, || {
-                        std::hint::black_box(gemm(&matrix, &x, 1));
-                    })
-                },
-                || (),
-            )
-            .0;
-            println!(
-                "{format:?} in-cache gemv {rows}x{cols}: {:.2} ns per block and thread",
-                best * 1e9 / (rows * cols / QK_K) as f64 * threads as f64
-            );
-        }
         let block = if format == KQuant::Q4K { 144 } else { 210 };
         let rows = (256 << 20) / (cols / QK_K * block);
         let bytes = blocks(format, rows, cols);
