@@ -74,11 +74,12 @@ impl RepetitionGuard {
 /// (see [`CausalLm::forward_each`]).
 ///
 /// Checking a draft costs more than a plain step (each extra row adds arithmetic to the same
-/// weight pass: on the 1.5B model about 1.2x for one draft token, 1.9x for three), so a draft
-/// starts at one token, doubles (up to `max_draft`) each time it holds in full, and falls back
-/// to what held when it does not; and drafting stops for the rest of a generation once fewer
-/// than a quarter of at least 8 draft tokens held (as in most of a long translation, where
-/// failed drafts cost more than the few that hold save).
+/// weight pass: `cargo bench --bench kquant` has a second Q4_K row at 1.3x one row, so a draft
+/// token costs about a third of a pass), so a draft starts at one token, doubles (up to
+/// `max_draft`) each time it holds in full, and falls back to what held when it does not; and
+/// drafting stops for the rest of a generation once fewer than a third of at least 8 draft
+/// tokens held, below which failed drafts cost more than those that hold save (most of a long
+/// translation; the bench's single prompt held 5 of 21).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PromptLookup {
     pub max_ngram: usize,
@@ -308,7 +309,7 @@ pub fn greedy(
             // be used.
             let room = max_new - tokens.len() - 1;
             let drafts_fail =
-                stats.draft_tokens >= 8 && 4 * stats.accepted_draft_tokens < stats.draft_tokens;
+                stats.draft_tokens >= 8 && 3 * stats.accepted_draft_tokens < stats.draft_tokens;
             let draft = match opts.lookup {
                 Some(lookup) if !drafts_fail => lookup.draft(&sequence),
                 _ => &[],

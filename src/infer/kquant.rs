@@ -189,14 +189,21 @@ pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
                 return block;
             }
             // ggml keeps the first value of the largest magnitude, with its sign.
-            let max = *chunk.iter().find(|v| v.abs() == amax).expect("amax is in the chunk");
+            let max = *chunk
+                .iter()
+                .find(|v| v.abs() == amax)
+                .expect("amax is in the chunk");
             // ggml's current rule (-127, not -128: its IQ kernels need the symmetric range).
             let iscale = -127.0 / max;
             for (q, &v) in block.qs.iter_mut().zip(chunk) {
                 // ggml's `MIN(127, nearest_int(iscale * v))`, where a NaN converts to 0. The
                 // saturating `as i32` would convert one value at a time.
                 let r = (iscale * v).round_ties_even();
-                let r = if r.is_nan() { 0.0 } else { r.clamp(-128.0, 127.0) };
+                let r = if r.is_nan() {
+                    0.0
+                } else {
+                    r.clamp(-128.0, 127.0)
+                };
                 // SAFETY: `r` is finite and within the range of i8.
                 *q = unsafe { r.to_int_unchecked::<i8>() };
             }

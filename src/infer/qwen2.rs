@@ -1052,7 +1052,11 @@ mod tests {
         cache.truncate(20, hd);
         for p in 20..33 {
             let p_src = p + 7;
-            cache.append_row(&keys[p_src * row..][..row], &vals[p_src * row..][..row], n_kv);
+            cache.append_row(
+                &keys[p_src * row..][..row],
+                &vals[p_src * row..][..row],
+                n_kv,
+            );
         }
         let [k, v] = cache.tensors(n_kv, hd, &Device::Cpu).unwrap();
         let (k, v) = (
@@ -1066,8 +1070,16 @@ mod tests {
                 let src = if p < 20 { p } else { p + 7 };
                 for d in 0..hd {
                     let at = (h * 33 + p) * hd + d;
-                    assert_eq!(k[at], rounded(keys[src * row + h * hd + d]), "key {h} {p} {d}");
-                    assert_eq!(v[at], rounded(vals[src * row + h * hd + d]), "value {h} {p} {d}");
+                    assert_eq!(
+                        k[at],
+                        rounded(keys[src * row + h * hd + d]),
+                        "key {h} {p} {d}"
+                    );
+                    assert_eq!(
+                        v[at],
+                        rounded(vals[src * row + h * hd + d]),
+                        "value {h} {p} {d}"
+                    );
                 }
             }
         }
