@@ -3,7 +3,8 @@
 //! A decoding step streams every weight once, so the figure that matters is bytes of weights
 //! read per second, next to the machine's memory bandwidth (`scripts/bench.sh` measures it).
 //! The matrices are 256 MiB of pseudo-random blocks, well beyond any cache, shaped like the
-//! 1.5B model's FFN (rows of 1536 values).
+//! 1.5B model's FFN (rows of 1536 values); a 1 MiB one, which stays in the caches, gives the
+//! kernels' own cost.
 
 use precis::infer::kquant::{gemm, KQuant, KQuantMatrix, QK_K};
 use std::time::Instant;
@@ -22,10 +23,7 @@ fn pseudo_random_bytes(n: usize) -> Vec<u8> {
 
 /// Random blocks, with every f16 scale replaced by a small finite one.
 fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
-    let block = match format {
-        KQuant::Q4K => 144,
-        KQuant::Q6K => 210,
-    };
+    let block = format.block_bytes();
     let mut bytes = pseudo_random_bytes(rows * cols / QK_K * block);
     let scale = half::f16::from_f32(0.001).to_le_bytes();
     for b in bytes.chunks_exact_mut(block) {
@@ -89,14 +87,35 @@ fn prompt_product(format: KQuant) {
     );
 }
 
+/// A decoding-sized product on a matrix that stays in the cores' caches: the kernel's own
+/// cost, which bounds the weight bytes per second it could stream from faster memory.
+fn in_cache_product(format: KQuant) {
+    let cols = 1536;
+    let rows = (1 << 20) / (cols / QK_K * format.block_bytes()) / 16 * 16;
+    let bytes = blocks(format, rows, cols);
+    let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let best = best_seconds(2000, || {
+        std::hint::black_box(gemm(&matrix, &x, 1));
+    });
+    let per_block = best / (rows * cols / QK_K) as f64 * rayon::current_num_threads() as f64;
+    println!(
+        "{format:?} gemv {rows}x{cols} in cache (1 MiB): {:.2} ns per block and thread, at most {:.1} GB/s \
+         on these threads (best of 2000)",
+        per_block * 1e9,
+        format.block_bytes() as f64 / per_block / 1e9 * rayon::current_num_threads() as f64
+    );
+}
+
 fn main() {
     let threads = rayon::current_num_threads();
     prompt_product(KQuant::Q4K);
     prompt_product(KQuant::Q6K);
+    in_cache_product(KQuant::Q4K);
+    in_cache_product(KQuant::Q6K);
     let cols = 1536;
     for format in [KQuant::Q4K, KQuant::Q6K] {
-        let block = if format == KQuant::Q4K { 144 } else { 210 };
-        let rows = (256 << 20) / (cols / QK_K * block);
+        let rows = (256 << 20) / (cols / QK_K * format.block_bytes());
         let bytes = blocks(format, rows, cols);
         let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -80,7 +80,7 @@ impl KQuant {
         }
     }
 
-    fn block_bytes(self) -> usize {
+    pub fn block_bytes(self) -> usize {
         match self {
             Self::Q4K => std::mem::size_of::<BlockQ4K>(),
             Self::Q6K => std::mem::size_of::<BlockQ6K>(),
