@@ -756,7 +756,7 @@ fn gemm_by_rows(matrices: &[KQuantMatrix], x_rows: &[&[BlockQ8K]]) -> Vec<Vec<f3
     // that both stay in the core's cache (a long row of 35 blocks times 600 prompt tokens
     // would not).
     let tile = (X_TILE_BYTES / (k / QK_K * std::mem::size_of::<BlockQ8K>())).max(ROWS_PER_DECODE);
-    let tasks: Vec<(&KQuantMatrix, usize, &mut [f32])> = matrices
+    let mut tasks: Vec<(&KQuantMatrix, usize, &mut [f32])> = matrices
         .iter()
         .zip(by_weight_row.iter_mut())
         .flat_map(|(matrix, out)| {
@@ -765,7 +765,6 @@ fn gemm_by_rows(matrices: &[KQuantMatrix], x_rows: &[&[BlockQ8K]]) -> Vec<Vec<f3
                 .map(move |(task, out)| (matrix, task * ROWS_PER_TASK, out))
         })
         .collect();
-    let mut tasks = tasks;
     super::team::Team::get().for_each_mut(&mut tasks, |(matrix, first, out)| {
         let (matrix, first) = (*matrix, *first);
         for (t, tile_rows) in x_rows.chunks(tile).enumerate() {

@@ -323,10 +323,14 @@ const KEY_BLOCK: usize = 16;
 struct KvCache {
     keys: Vec<Vec<f16>>,
     values: Vec<Vec<f16>>,
-    positions: usize,
 }
 
 impl KvCache {
+    /// Positions cached, for heads of `hd` values.
+    fn positions(&self, hd: usize) -> usize {
+        self.values.first().map_or(0, |head| head.len() / hd)
+    }
+
     /// Appends `k` and `v`, shaped `(1, n_kv_head, positions, head_dim)`.
     fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
         let (n_kv, positions, hd) = (k.dim(1)?, k.dim(2)?, k.dim(3)?);
@@ -347,7 +351,8 @@ impl KvCache {
     /// Appends one position: `k` and `v` hold `n_kv_head` heads of `head_dim` values.
     fn append_row(&mut self, k: &[f32], v: &[f32], n_kv: usize) {
         let hd = k.len() / n_kv;
-        let (block, lane) = (self.positions / KEY_BLOCK, self.positions % KEY_BLOCK);
+        let position = self.positions(hd);
+        let (block, lane) = (position / KEY_BLOCK, position % KEY_BLOCK);
         self.keys.resize_with(n_kv, Vec::new);
         self.values.resize_with(n_kv, Vec::new);
         for (head, k) in self.keys.iter_mut().zip(k.chunks_exact(hd)) {
@@ -362,23 +367,23 @@ impl KvCache {
         for (head, v) in self.values.iter_mut().zip(v.chunks_exact(hd)) {
             head.extend(v.iter().map(|&v| f16::from_f32(v)));
         }
-        self.positions += 1;
     }
 
     /// The cache as `(1, n_kv_head, positions, head_dim)` tensors, for prompt chunks.
     fn tensors(&self, n_kv: usize, hd: usize, device: &Device) -> candle_core::Result<[Tensor; 2]> {
+        let positions = self.positions(hd);
         let keys: Vec<f32> = self
             .keys
             .iter()
             .flat_map(|head| {
-                (0..self.positions).flat_map(move |p| {
+                (0..positions).flat_map(move |p| {
                     let block = &head[p / KEY_BLOCK * hd * KEY_BLOCK..][..hd * KEY_BLOCK];
                     (0..hd).map(move |d| block[d * KEY_BLOCK + p % KEY_BLOCK].to_f32())
                 })
             })
             .collect();
         let values: Vec<f32> = self.values.iter().flat_map(|h| h.to_f32_vec()).collect();
-        let shape = (1, n_kv, self.positions, hd);
+        let shape = (1, n_kv, positions, hd);
         Ok([
             Tensor::from_vec(keys, shape, device)?,
             Tensor::from_vec(values, shape, device)?,
@@ -388,14 +393,12 @@ impl KvCache {
     /// Keeps the first `position` positions; later appends overwrite the rest of the last
     /// key block.
     fn truncate(&mut self, position: usize, hd: usize) {
-        let position = position.min(self.positions);
         for head in &mut self.keys {
             head.truncate(position.div_ceil(KEY_BLOCK) * hd * KEY_BLOCK);
         }
         for head in &mut self.values {
             head.truncate(position * hd);
         }
-        self.positions = position;
     }
 
     fn clear(&mut self) {
@@ -635,7 +638,7 @@ impl Attention {
             QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
                 .try_into()
                 .expect("three projections");
-        let cached = self.cache.positions;
+        let cached = self.cache.positions(hd);
         let (q_width, kv_width) = (self.n_head * hd, n_kv * hd);
         for i in 0..seq {
             let q = &mut q[i * q_width..(i + 1) * q_width];
