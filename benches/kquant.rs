@@ -6,25 +6,14 @@
 //! 1.5B model's FFN (rows of 1536 values); a 1 MiB one, which stays in the caches, gives the
 //! kernels' own cost.
 
-use precis::infer::kquant::{gemm, KQuant, KQuantMatrix, QK_K};
+use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, QK_K};
+use precis::infer::kernels::testing::pseudo_random_bytes;
 use std::time::Instant;
-
-fn pseudo_random_bytes(n: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// Random blocks, with every f16 scale replaced by a small finite one.
 fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
     let block = format.block_bytes();
-    let mut bytes = pseudo_random_bytes(rows * cols / QK_K * block);
+    let mut bytes = pseudo_random_bytes(rows * cols / QK_K * block, 0x9E37_79B9_7F4A_7C15);
     let scale = half::f16::from_f32(0.001).to_le_bytes();
     for b in bytes.chunks_exact_mut(block) {
         match format {
@@ -38,7 +27,7 @@ fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
     bytes
 }
 
-/// The same bytes summed as u64 words on the same threads: what streaming alone costs.
+/// The same bytes summed as u64 words by as many threads (rayon's): what streaming alone costs.
 fn read_bandwidth(bytes: &[u8]) -> f64 {
     use rayon::prelude::*;
     let mut best = f64::INFINITY;

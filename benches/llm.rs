@@ -15,6 +15,7 @@
 
 use candle_core::Device;
 use precis::engines::{self, ChatMessage, GenerateOptions, LlmEngine};
+use precis::load::ModelFiles;
 use precis::tokenize::Role;
 use serde_json::{json, Value};
 use std::num::NonZeroUsize;
@@ -66,15 +67,14 @@ fn main() {
         eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N] [--no-lookup]");
         std::process::exit(2);
     };
-    if let Some(n) = threads {
-        engines::set_cpu_threads(n);
-    }
+    engines::configure_process(threads);
     let requests: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&requests).expect("requests file"))
             .expect("requests JSON");
 
     let started = Instant::now();
-    let mut engine = LlmEngine::load(model.as_ref(), &Device::Cpu).expect("model");
+    let mut engine =
+        LlmEngine::load(&ModelFiles::single("qwen", model.as_ref()), &Device::Cpu).expect("model");
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let mut results = Vec::new();

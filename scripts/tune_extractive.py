@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Chooses the lead weight and MMR balance of the extractive ranking (RankOptions in
-src/assemble/summary.rs) on CNN/DailyMail articles 101-250, so that the ROUGE test set
+src/summarize/rank.rs) on CNN/DailyMail articles 101-250, so that the ROUGE test set
 (articles 1-100, scripts/rouge_eval.py) is not used for tuning.
 
 It re-implements the ranking in numpy on sentence-transformers vectors (the same vectors as

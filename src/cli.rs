@@ -1,8 +1,8 @@
 //! Command-line definitions (clap derive). Raw flags become validated settings in `main`.
 
-use std::path::PathBuf;
+use std::{ffi::OsStr, num::NonZeroUsize, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{builder::TypedValueParser, error::ErrorKind, Args, Parser, Subcommand, ValueEnum};
 use precis::failure::EXIT_CODES_HELP;
 
 const AFTER_HELP: &str = "\
@@ -40,6 +40,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `--threads`, for the commands that run models.
+    pub fn threads(&self) -> Option<NonZeroUsize> {
+        match &self.command {
+            Command::Run(args) | Command::Translate(args) | Command::Summarize(args) => {
+                args.threads
+            }
+            Command::Models(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Never touch the network; fail with the fetch command to run if a model is missing
@@ -50,7 +62,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "PRECIS_CATALOG", value_name = "DIR")]
     pub catalog: Option<PathBuf>,
 
-    /// No progress bars or notices on stderr
+    /// No progress bars or notices on stderr; warnings and fidelity findings still print
     #[arg(long, short, global = true)]
     pub quiet: bool,
 }
@@ -74,7 +86,9 @@ pub struct ArticleArgs {
     #[arg(default_value = "-", value_name = "FILE")]
     pub input: PathBuf,
 
-    /// Write the result to this file instead of standard output (written whole or not at all)
+    /// Write the result here instead of standard output: a file is replaced whole or not at
+    /// all, keeping its permissions; a device, FIFO or socket is written in place; a symbolic
+    /// link is written through; - is standard output
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -95,13 +109,13 @@ pub struct ArticleArgs {
     #[arg(long, value_name = "ID")]
     pub model: Option<String>,
 
-    /// The most tokens the model may generate in one request
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = MAX_TOKENS, allow_negative_numbers = true,
+          help = MAX_TOKENS.help("The most tokens the model may generate in one request"))]
     pub max_tokens: usize,
 
-    /// CPU threads for inference (default: all cores)
-    #[arg(long, value_name = "N")]
-    pub threads: Option<std::num::NonZeroUsize>,
+    #[arg(long, value_name = "N", value_parser = THREADS.map(non_zero), allow_negative_numbers = true,
+          help = THREADS.help("CPU threads for inference (default: all cores)"))]
+    pub threads: Option<NonZeroUsize>,
 
     /// Which engine translates: marian (a dedicated translation model), llm (the language
     /// model), or auto: Marian when its model is cached or can be fetched now, else the LLM
@@ -112,10 +126,10 @@ pub struct ArticleArgs {
     #[arg(long, value_name = "ID", default_value = "opus-mt-fr-en")]
     pub translation_model: String,
 
-    /// Beam width of the Marian translator; 1 is greedy (default: the model's generation
-    /// config, 4 for opus-mt)
-    #[arg(long, value_name = "N")]
-    pub beams: Option<std::num::NonZeroUsize>,
+    #[arg(long, value_name = "N", value_parser = BEAMS.map(non_zero), allow_negative_numbers = true,
+          help = BEAMS.help("Beam width of the Marian translator; 1 is greedy (default: the \
+                             model's generation config, 4 for opus-mt)"))]
+    pub beams: Option<NonZeroUsize>,
 
     /// Save every model request (messages, token limit) as JSON, so benchmarks can replay the
     /// same prompts on another engine (scripts/llama_run.py reads this format)
@@ -129,8 +143,8 @@ pub struct ArticleArgs {
 /// What the summary of `run` and `summarize` holds (`translate` makes none).
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
-    /// Key sentences in the extractive summary (run, summarize)
-    #[arg(long, value_name = "K", default_value_t = 3)]
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = KEY_SENTENCES, allow_negative_numbers = true,
+          help = KEY_SENTENCES.help("Key sentences in the extractive summary (run, summarize)"))]
     pub sentences: usize,
 
     /// No abstractive paragraph: key sentences only, and no language model loaded by
@@ -199,4 +213,103 @@ pub enum ModelsCommand {
         /// Model id
         id: String,
     },
+}
+
+/// The values a count flag takes, checked where the flag is parsed (a usage error, exit 2,
+/// that names the range) and shown in the flag's help.
+#[derive(Debug, Clone, Copy)]
+pub struct Count {
+    min: usize,
+    max: usize,
+}
+
+/// Up to the context of the catalog's language models (32,768 tokens).
+pub const MAX_TOKENS: Count = Count { min: 1, max: 32768 };
+pub const THREADS: Count = Count { min: 1, max: 1024 };
+pub const BEAMS: Count = Count { min: 1, max: 32 };
+/// Zero key sentences is `--no-extractive`.
+pub const KEY_SENTENCES: Count = Count { min: 1, max: 100 };
+
+impl Count {
+    fn help(self, what: &str) -> String {
+        format!("{what} [{}-{}]", self.min, self.max)
+    }
+}
+
+impl TypedValueParser for Count {
+    type Value = usize;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<usize, clap::Error> {
+        let text = value.to_string_lossy();
+        match text.trim().parse::<usize>() {
+            Ok(n) if (self.min..=self.max).contains(&n) => Ok(n),
+            _ => {
+                let flag = arg.map_or_else(|| "a count".to_string(), |a| format!("'{a}'"));
+                let message = format!(
+                    "invalid value '{text}' for {flag}: a whole number from {} to {} is \
+                     expected\n",
+                    self.min, self.max
+                );
+                Err(clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(cmd))
+            }
+        }
+    }
+}
+
+/// For counts whose range starts at 1.
+fn non_zero(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        let error = Cli::try_parse_from(args).expect_err("a count out of range is refused");
+        assert_eq!(error.exit_code(), 2);
+        error.to_string()
+    }
+
+    #[test]
+    fn counts_out_of_range_are_usage_errors_that_name_the_range() {
+        for (flag, count) in [
+            ("--max-tokens", MAX_TOKENS),
+            ("--threads", THREADS),
+            ("--beams", BEAMS),
+            ("--sentences", KEY_SENTENCES),
+        ] {
+            for bad in [
+                (count.min - 1).to_string(),
+                (count.max + 1).to_string(),
+                "-1".to_string(),
+                "many".to_string(),
+            ] {
+                let message = usage_error(&["precis", "run", "a.txt", flag, &bad]);
+                let range = format!("from {} to {}", count.min, count.max);
+                assert!(message.contains(&range), "{flag} {bad}: {message}");
+                assert!(message.contains(flag), "{flag} {bad}: {message}");
+            }
+            for good in [count.min, count.max] {
+                Cli::try_parse_from(["precis", "run", "a.txt", flag, &good.to_string()])
+                    .unwrap_or_else(|e| panic!("{flag} {good}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_help_shows_each_range() {
+        let help = Cli::try_parse_from(["precis", "run", "--help"])
+            .unwrap_err()
+            .to_string();
+        for count in [MAX_TOKENS, THREADS, BEAMS, KEY_SENTENCES] {
+            let range = format!("[{}-{}]", count.min, count.max);
+            assert!(help.contains(&range), "{range} missing from\n{help}");
+        }
+    }
 }

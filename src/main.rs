@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -9,7 +10,6 @@ use clap::Parser;
 use precis::failure::{FailureKind, EXIT_INTERRUPTED, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    handle_signals();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -17,10 +17,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    // Process-wide settings first, while this is the only thread.
+    precis::engines::configure_process(cli.threads());
+    handle_signals();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("precis: error: {error:#}");
+            let chain = error
+                .chain()
+                .map(|e| e as &(dyn std::error::Error + 'static));
+            eprintln!("precis: error: {}", precis::failure::message(chain));
             ExitCode::from(failure_kind(&error).exit_code())
         }
     }
@@ -52,24 +58,17 @@ fn handle_signals() {
     });
 }
 
-/// The kind of the first library error in the chain.
+/// The kind of the first error in the chain whose kind is known: a library error
+/// (`precis::errors::kind_of`, the one list of them) or a command's own failure.
 fn failure_kind(error: &anyhow::Error) -> FailureKind {
     error
         .chain()
         .find_map(|cause| {
-            if let Some(e) = cause.downcast_ref::<precis::load::LoadError>() {
-                Some(e.kind())
-            } else if let Some(e) = cause.downcast_ref::<precis::pipeline::PipelineError>() {
-                Some(e.kind())
-            } else if let Some(e) = cause.downcast_ref::<precis::engines::EngineError>() {
-                Some(e.kind())
-            } else if let Some(e) = cause.downcast_ref::<precis::assemble::input::InputError>() {
-                Some(e.kind())
-            } else {
+            precis::errors::kind_of(cause).or_else(|| {
                 cause
                     .downcast_ref::<commands::CommandFailure>()
                     .map(|e| e.kind)
-            }
+            })
         })
         .unwrap_or(FailureKind::Other)
 }

@@ -6,11 +6,7 @@
 mod support;
 
 use serde_json::Value;
-use support::fake_hub::FakeHub;
-use support::precis::Precis;
-use support::tiny_marian::{
-    greedy_translate_args, repo_files, write_catalog, COMMIT, REPO, REVISION, WORDS,
-};
+use support::tiny_marian::{Fixture, WORDS};
 
 /// Paragraphs of 16 ten-word sentences (one Marian batch each) up to `bytes`; the number of
 /// paragraphs and of words.
@@ -56,20 +52,11 @@ fn children_peak_rss_kib() -> i64 {
 
 #[test]
 fn a_5_mb_article_is_translated_whole_in_bounded_memory_with_progress() {
-    let hub = FakeHub::start();
-    hub.add_repo(REPO, REVISION, COMMIT, repo_files());
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = tempfile::tempdir().unwrap();
-    write_catalog(catalog.path());
-    let precis = Precis::new(&dir.path().join("hf"), catalog.path(), &hub.endpoint());
+    let fx = Fixture::new();
     let (text, paragraphs, words) = article(5 * 1024 * 1024);
-    let input = dir.path().join("big.txt");
-    std::fs::write(&input, &text).unwrap();
+    let input = fx.file("big.txt", text.as_bytes());
 
-    let run = precis.run(&greedy_translate_args(
-        input.to_str().unwrap(),
-        &["--format", "json"],
-    ));
+    let run = fx.translate(&input, &["--format", "json"]);
     run.expect_code(0);
     // A line per tenth of the article (stderr is not a terminal here).
     for percent in (10..=90).step_by(10) {

@@ -1,11 +1,14 @@
 //! all-MiniLM-L6-v2 through candle against sentence-transformers (fixture from
 //! scripts/embed_fixtures.py). Skipped, with the fetch command printed, when the model is not
-//! in the cache; CI fetches it first.
+//! in the cache; a failure then under PRECIS_REQUIRE_MODELS=1, as in CI, which fetches it first.
+
+mod support;
 
 use candle_core::Device;
 use precis::{
-    engines::embedder::{cosine, Embedder, EmbedderFiles},
+    engines::embedder::Embedder,
     load::{Catalog, Store, StoreConfig},
+    summarize::cosine,
 };
 
 /// Largest difference allowed per component. The fixture is rounded to 1e-5 and f32 sums run in
@@ -19,15 +22,9 @@ fn embedder() -> Option<Embedder> {
     let files = match Store::new(StoreConfig::from_env()).locate(spec) {
         Ok(files) => files,
         Err(e) => {
-            eprintln!("skipped: {e}; run `precis models fetch all-minilm-l6-v2`");
-            return None;
+            let how = "precis models fetch all-minilm-l6-v2";
+            return support::require::required(None, &e.to_string(), how);
         }
-    };
-    let path = |name| files.path(name).unwrap();
-    let files = EmbedderFiles {
-        config: path("config.json"),
-        tokenizer: path("tokenizer.json"),
-        weights: path("model.safetensors"),
     };
     Some(Embedder::load(&files, 256, &Device::Cpu).unwrap())
 }

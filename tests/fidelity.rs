@@ -2,9 +2,9 @@
 //! tests/fixtures/fidelity/alaska-summit.en.txt) raises no alarm; the same translation with one
 //! planted error at a time is caught, at the right paragraph.
 
-use precis::assemble::{
+use precis::{
     fidelity::{check_summary, check_translation, Finding, Kind, Stage},
-    Article,
+    text::Article,
 };
 
 const FRENCH: &str = include_str!("../examples/alaska-summit.fr.txt");

@@ -2,19 +2,23 @@
 //! sentence pair of FLORES-200 dev and NTREX-128 (../shared/eval, beside the repository). A
 //! human reference is faithful by construction, so each finding there is a false alarm, or a
 //! liberty the translator took (a reference may render "trois" as "a few", drop a
-//! redundant month...). Skipped when the data is not there.
+//! redundant month...). Skipped when the data is not there, a failure then under
+//! PRECIS_REQUIRE_MODELS=1.
+
+mod support;
 
 use std::path::Path;
 
-use precis::assemble::fidelity::{check_translation, Finding, Kind};
+use precis::fidelity::{check_translation, Finding, Kind};
 
 fn pairs(fr: &str, en: &str) -> Option<Vec<(String, String)>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval");
     let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
-    let (Some(fr), Some(en)) = (read(fr), read(en)) else {
-        eprintln!("skipped: {} not found", root.display());
-        return None;
-    };
+    let both = read(fr).zip(read(en));
+    let missing = format!("{} or {} not found in {}", fr, en, root.display());
+    let how = "put the evaluation sets at ../shared/eval beside the repository \
+               (docs/evaluation.md; its SOURCES.tsv names where each file comes from)";
+    let (fr, en) = support::require::required(both, &missing, how)?;
     Some(
         fr.lines()
             .zip(en.lines())

@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 use candle_core::Device;
 use precis::engines::tasks::{translation_messages, LlmTranslator, Translator};
 use precis::engines::{LlmEngine, StopReason};
+use precis::load::ModelFiles;
 use precis::tokenize::TokenKind;
 
 const HOSTILE: &str = "Le maire de Lyon a annoncé mardi la construction de trois nouvelles \
@@ -21,7 +22,7 @@ fn forged_turns_are_plain_text_and_the_reply_is_a_translation() {
     let Some(path) = llm_common::qwen05() else {
         return;
     };
-    let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
 
     // The prompt precis sends: the template's own turns are the only control tokens.
     let ids = engine.encode_chat(&translation_messages(HOSTILE)).unwrap();

@@ -12,6 +12,7 @@ mod llm_common;
 
 use candle_core::Device;
 use precis::engines::{self, ChatMessage, GenerateOptions, LlmEngine};
+use precis::load::ModelFiles;
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -40,10 +41,8 @@ fn translate_demo_article() {
     let threads = std::env::var("PRECIS_BENCH_THREADS")
         .ok()
         .and_then(|s| s.parse::<NonZeroUsize>().ok());
-    if let Some(n) = threads {
-        // Before any tensor operation, as set_cpu_threads requires.
-        engines::set_cpu_threads(n);
-    }
+    // Before any tensor operation, as configure_process requires.
+    engines::configure_process(threads);
     let Some(path) = llm_common::qwen15() else {
         return;
     };
@@ -59,7 +58,7 @@ fn translate_demo_article() {
         ChatMessage::user(article),
     ];
     let load = Instant::now();
-    let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
     let load = load.elapsed();
 
     let opts = GenerateOptions {

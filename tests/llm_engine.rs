@@ -5,8 +5,9 @@ mod llm_common;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 use precis::engines::{ChatMessage, GenerateOptions, LlmEngine, StopReason};
-use precis::infer::decode::argmax;
+use precis::infer::kernels::math::argmax;
 use precis::infer::{CausalLm, InferError, Qwen2};
+use precis::load::ModelFiles;
 use precis::tokenize::GgufTokenizer;
 use std::ops::ControlFlow;
 
@@ -15,7 +16,7 @@ fn streams_the_same_text_it_returns() {
     let Some(path) = llm_common::qwen05() else {
         return;
     };
-    let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
     let messages = [ChatMessage::user(
         "Traduis en anglais : « Le sommet s'est tenu à Anchorage, en Alaska, à la mi-août. »",
     )];
@@ -59,13 +60,13 @@ fn a_shared_prefix_is_reused_without_changing_the_answer() {
         max_new_tokens: 24,
         ..GenerateOptions::default()
     };
-    let mut warm = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut warm = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
     warm.generate(&first, &opts, |_| ControlFlow::Continue(()))
         .unwrap();
     let reused = warm
         .generate(&second, &opts, |_| ControlFlow::Continue(()))
         .unwrap();
-    let mut fresh = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut fresh = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
     let recomputed = fresh
         .generate(&second, &opts, |_| ControlFlow::Continue(()))
         .unwrap();
@@ -82,7 +83,7 @@ fn max_tokens_and_cancellation() {
     let Some(path) = llm_common::qwen05() else {
         return;
     };
-    let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+    let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
     let messages = [ChatMessage::user("Écris un long poème sur la mer.")];
     let opts = GenerateOptions {
         max_new_tokens: 3,
@@ -167,7 +168,8 @@ fn prompt_lookup_changes_nothing_but_the_number_of_passes() {
         for lookup in [None, GenerateOptions::default().lookup] {
             // A fresh engine each time: a cached prompt would change how its last token is
             // computed, not what drafting does.
-            let mut engine = LlmEngine::load(&path, &Device::Cpu).unwrap();
+            let mut engine =
+                LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
             let opts = GenerateOptions {
                 max_new_tokens: 80,
                 lookup,

@@ -5,12 +5,13 @@ mod llm_common;
 use candle_core::Device;
 use precis::engines::{EngineError, LlmEngine};
 use precis::infer::InferError;
+use precis::load::ModelFiles;
 use precis::tokenize::TokenizeError;
 use std::io::Read;
 use std::path::Path;
 
 fn load_err(path: &Path) -> EngineError {
-    match LlmEngine::load(path, &Device::Cpu) {
+    match LlmEngine::load(&ModelFiles::single("test", path), &Device::Cpu) {
         Ok(_) => panic!("{} loaded", path.display()),
         Err(e) => {
             assert!(

@@ -1,29 +1,19 @@
 //! The Marian translator on the tiny fixture model: sentences as the unit, order kept, nothing
 //! truncated, and the search's settings honoured.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MarianTranslator, MARIAN_FILES};
 use precis::engines::tasks::Translator;
 use precis::engines::StopReason;
+use precis::load::ModelFiles;
 
 fn engine() -> MarianEngine {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian/tiny");
-    let files: HashMap<String, PathBuf> = MARIAN_FILES
-        .iter()
-        .map(|n| (n.to_string(), dir.join(n)))
-        .collect();
+    let files = ModelFiles::in_dir("tiny-marian", &dir, &MARIAN_FILES);
     MarianEngine::load(&files, &Device::Cpu).unwrap()
-}
-
-fn split(text: &str) -> Vec<String> {
-    precis::assemble::segment::sentences(text)
-        .into_iter()
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]
@@ -44,7 +34,6 @@ fn sentences_are_translated_alone_and_joined_in_order() {
         model_id: "tiny".into(),
         search,
         max_batch: 16,
-        split_sentences: &split,
     };
     let output = translator
         .translate(&sentences.join(" "), &mut |_| ControlFlow::Continue(()))
@@ -77,7 +66,6 @@ fn a_sentence_longer_than_the_position_table_is_cut_not_truncated() {
         model_id: "tiny".into(),
         search,
         max_batch: 16,
-        split_sentences: &split,
     };
     let tokens = translator.count_tokens(&long).unwrap();
     assert!(tokens > 2 * engine.max_source_tokens(), "{tokens}");

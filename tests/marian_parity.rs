@@ -6,14 +6,17 @@
 //!   beam-4 generation, one sentence at a time and in one padded batch;
 //! * full-size model (the exact opus-mt-fr-en configuration, 300 MB, generated on demand): the
 //!   same checks against `tests/fixtures/marian/full_outputs.json` when `PRECIS_MARIAN_FULL`
-//!   names the folder the script wrote; skipped (with a note) otherwise.
+//!   names the folder the script wrote; skipped (with a note) otherwise, even under
+//!   PRECIS_REQUIRE_MODELS=1: the suite does not make that model.
 
-use std::collections::HashMap;
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
 use precis::infer::beam::{EarlyStopping, SearchConfig};
+use precis::load::ModelFiles;
 use precis::tokenize::MarianTokenizer;
 use serde::Deserialize;
 
@@ -59,11 +62,8 @@ fn read_fixture(name: &str) -> Fixture {
     serde_json::from_str(&text).unwrap()
 }
 
-fn files(dir: &Path) -> HashMap<String, PathBuf> {
-    MARIAN_FILES
-        .iter()
-        .map(|name| (name.to_string(), dir.join(name)))
-        .collect()
+fn files(dir: &Path) -> ModelFiles {
+    ModelFiles::in_dir("marian", dir, &MARIAN_FILES)
 }
 
 fn tokenizer(dir: &Path) -> MarianTokenizer {
@@ -246,9 +246,9 @@ fn full_model_dir() -> Option<PathBuf> {
     match std::env::var_os("PRECIS_MARIAN_FULL") {
         Some(dir) => Some(PathBuf::from(dir)),
         None => {
-            eprintln!(
-                "skipped: set PRECIS_MARIAN_FULL to the folder written by \
-                 `scripts/marian_fixtures.py full --model-dir DIR` to run the full-size parity"
+            support::require::skipped(
+                "set PRECIS_MARIAN_FULL to the folder written by \
+                 `scripts/marian_fixtures.py full --model-dir DIR` to run the full-size parity",
             );
             None
         }

@@ -14,68 +14,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::fake_hub::FakeHub;
 use support::precis::{finish, names_in, Precis, Run};
-use support::tiny_marian::{
-    greedy_translate_args, repo_files, write_catalog, ARTICLE, COMMIT, REPO, REVISION, WORDS,
-};
-use tempfile::TempDir;
+use support::tiny_marian::{greedy_translate_args, Fixture, ARTICLE, WORDS};
 
 const INPUT: i32 = 3;
 const OUTPUT: i32 = 7;
 const INTERRUPTED: i32 = 130;
-
-struct Fixture {
-    hub: FakeHub,
-    precis: Precis,
-    dir: TempDir,
-    _catalog: TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let hub = FakeHub::start();
-        hub.add_repo(REPO, REVISION, COMMIT, repo_files());
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = tempfile::tempdir().unwrap();
-        write_catalog(catalog.path());
-        let precis = Precis::new(&dir.path().join("hf"), catalog.path(), &hub.endpoint());
-        Fixture {
-            hub,
-            precis,
-            dir,
-            _catalog: catalog,
-        }
-    }
-
-    /// Writes an input file in the fixture's folder.
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// `precis translate` with the tiny Marian model, greedy, then `extra`.
-    fn translate(&self, input: &Path, extra: &[&str]) -> Run {
-        self.precis
-            .run(&greedy_translate_args(input.to_str().unwrap(), extra))
-    }
-
-    /// The translated paragraphs of a `--format json` run.
-    fn paragraphs(&self, input: &Path, extra: &[&str]) -> Vec<String> {
-        let mut args = vec!["--format", "json"];
-        args.extend_from_slice(extra);
-        let run = self.translate(input, &args);
-        run.expect_code(0);
-        let report: Value = serde_json::from_str(&run.stdout).unwrap();
-        report["translation"]["paragraphs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap().to_string())
-            .collect()
-    }
-}
 
 #[test]
 fn unusable_input_is_refused_with_its_reason_before_any_model_is_fetched() {
@@ -204,7 +148,7 @@ fn html_is_stripped_with_html_and_warned_about_without() {
 }
 
 #[test]
-fn english_input_gets_a_warning_then_is_translated_as_asked() {
+fn english_input_gets_a_warning_even_when_quiet_then_is_translated_as_asked() {
     let fx = Fixture::new();
     let english = "The summit took place in Alaska, and the two presidents talked for three \
         hours about the war and the sanctions, but no agreement was announced at the end of \
@@ -213,6 +157,11 @@ fn english_input_gets_a_warning_then_is_translated_as_asked() {
     run.expect_code(0)
         .expect_stderr("warning: the input looks like English, not French; going on as asked");
     assert!(!run.stdout.trim().is_empty());
+    // --quiet silences progress and notices, never a warning.
+    let run = fx.translate(&fx.file("en.txt", english.as_bytes()), &["--quiet"]);
+    run.expect_code(0)
+        .expect_stderr("warning: the input looks like English, not French; going on as asked");
+    assert!(!run.stderr.contains("translating with"), "{}", run.stderr);
     let run = fx.translate(&fx.file("fr.txt", ARTICLE.as_bytes()), &[]);
     assert!(!run.stderr.contains("looks like"), "{}", run.stderr);
 }
@@ -412,8 +361,8 @@ fn ctrl_c_during_a_marian_translation_exits_130_and_writes_nothing() {
 
 #[test]
 fn ctrl_c_during_llm_generation_exits_130_and_writes_nothing() {
-    // The real 0.5B model from the Hugging Face cache, offline; skipped where it is not cached
-    // (CI fetches it first, so there it runs).
+    // The real 0.5B model from the Hugging Face cache, offline; skipped where it is not cached,
+    // a failure under PRECIS_REQUIRE_MODELS=1 (CI fetches it first).
     let hub_cache = precis::load::cache::HfCache::from_env()
         .root()
         .to_path_buf();
@@ -423,8 +372,10 @@ fn ctrl_c_during_llm_generation_exits_130_and_writes_nothing() {
         .precis
         .with_env("HF_HUB_CACHE", &hub_cache)
         .with_env("HF_HUB_OFFLINE", "1");
-    if real.run(&["models", "path", model]).code != 0 {
-        eprintln!("skipped: {model} is not cached in {}", hub_cache.display());
+    let cached = (real.run(&["models", "path", model]).code == 0).then_some(());
+    let missing = format!("{model} is not cached in {}", hub_cache.display());
+    let fetch = format!("precis models fetch {model}");
+    if support::require::required(cached, &missing, &fetch).is_none() {
         return;
     }
     // 20 paragraphs: the first progress line comes after two, then the model is stopped
@@ -446,4 +397,23 @@ fn ctrl_c_during_llm_generation_exits_130_and_writes_nothing() {
         ],
     );
     expect_stopped_with_nothing_written(&run, &target);
+}
+
+#[test]
+fn page_labels_come_out_as_labels_not_as_prose() {
+    let fx = Fixture::new();
+    let article = format!("{ARTICLE}\nPartager\nComment (0)\n");
+    let input = fx.file("article.txt", article.as_bytes());
+    let paragraphs = fx.paragraphs(&input, &[]);
+    let n = paragraphs.len();
+    assert_eq!(
+        paragraphs[n - 2..],
+        ["Share", "Comments (0)"],
+        "{paragraphs:?}"
+    );
+    let run = fx.translate(&input, &["--format", "json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let last = &report["translation"]["details"][n - 1];
+    assert_eq!(last["page_label"], true, "{last}");
+    assert_eq!(last["requests"].as_array().unwrap().len(), 0, "{last}");
 }

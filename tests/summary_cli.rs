@@ -1,6 +1,9 @@
 //! `precis summarize` end to end: the extractive part on the real embedding model, the TF-IDF
 //! fallback without it, the option checks, and the abstractive part with provenance on the
-//! small Qwen model. Tests that need a model not in the cache print the fetch command and skip.
+//! small Qwen model. Tests that need a model not in the cache print the fetch command and skip,
+//! or fail under PRECIS_REQUIRE_MODELS=1.
+
+mod support;
 
 use std::process::Command;
 
@@ -18,13 +21,13 @@ Comment (0)
 
 fn cached(id: &str) -> bool {
     let catalog = Catalog::builtin().unwrap();
-    let ok = Store::new(StoreConfig::from_env())
-        .locate(catalog.get(id).unwrap())
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: {id} is not in the cache; run `precis models fetch {id}`");
-    }
-    ok
+    let located = Store::new(StoreConfig::from_env()).locate(catalog.get(id).unwrap());
+    let missing = match &located {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    support::require::required(located.ok(), &missing, &format!("precis models fetch {id}"))
+        .is_some()
 }
 
 fn precis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

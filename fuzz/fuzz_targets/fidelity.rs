@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use precis::assemble::fidelity::{check_summary, check_translation};
+use precis::fidelity::{check_summary, check_translation};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use precis::assemble::{html, input, language, segment, Article};
+use precis::text::{html, input, language, segment, Article};
 
 fuzz_target!(|data: &[u8]| {
     let _ = input::decode_text(data, "fuzz", false);

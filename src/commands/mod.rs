@@ -2,14 +2,15 @@
 
 mod article;
 mod models;
-mod translator;
 
 use precis::{
     failure::FailureKind,
     load::{Catalog, Store, StoreConfig},
+    pipeline::Job,
 };
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::settings::ArticleSettings;
 
 /// A failure found by a command itself (not by a library call), with its exit-code kind.
 #[derive(Debug, thiserror::Error)]
@@ -19,21 +20,16 @@ pub struct CommandFailure {
     pub message: String,
 }
 
-/// The context of a model that is cached but cannot be loaded, with the two commands that
-/// find and replace a damaged file.
-pub fn cannot_load(id: &str) -> String {
-    format!(
-        "cannot load model {id} (`precis models verify {id}` checks its files and moves damaged \
-         ones aside; `precis models fetch --force {id}` downloads them again)"
-    )
-}
-
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let context = Context::new(&cli.global)?;
     match cli.command {
-        Command::Run(args) => article::run(&context, article::Job::Run, args),
-        Command::Translate(args) => article::run(&context, article::Job::Translate, args),
-        Command::Summarize(args) => article::run(&context, article::Job::Summarize, args),
+        Command::Run(args) => article::run(&context, ArticleSettings::new(Job::Run, args)?),
+        Command::Translate(args) => {
+            article::run(&context, ArticleSettings::new(Job::Translate, args)?)
+        }
+        Command::Summarize(args) => {
+            article::run(&context, ArticleSettings::new(Job::Summarize, args)?)
+        }
         Command::Models(command) => models::run(&context, command),
     }
 }

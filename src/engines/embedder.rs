@@ -9,9 +9,12 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::failure::FailureKind;
+use crate::load::ModelFiles;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
+    #[error("model {model} has no {name} among its files")]
+    MissingFile { model: String, name: String },
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -38,20 +41,13 @@ pub enum EmbedError {
 impl EmbedError {
     pub fn kind(&self) -> FailureKind {
         match self {
-            EmbedError::Io { .. } => FailureKind::ModelMissing,
+            EmbedError::Io { .. } | EmbedError::MissingFile { .. } => FailureKind::ModelMissing,
             EmbedError::Config { .. }
             | EmbedError::Tokenizer { .. }
             | EmbedError::Weights { .. } => FailureKind::ModelCorrupt,
             EmbedError::Tokenize(_) | EmbedError::Compute(_) => FailureKind::Other,
         }
     }
-}
-
-/// The files of an embedding model, as the store resolves them.
-pub struct EmbedderFiles<'a> {
-    pub config: &'a Path,
-    pub tokenizer: &'a Path,
-    pub weights: &'a Path,
 }
 
 /// Sentences per forward pass: large enough to amortise the per-call overhead, small enough
@@ -69,26 +65,37 @@ impl Embedder {
     /// Loads the encoder. `max_tokens` is the model's sequence limit (256 for all-MiniLM-L6-v2,
     /// sentence-transformers' `max_seq_length`); longer sentences are truncated, as there.
     pub fn load(
-        files: &EmbedderFiles<'_>,
+        files: &ModelFiles,
         max_tokens: usize,
         device: &Device,
     ) -> Result<Self, EmbedError> {
+        let path = |name: &str| {
+            super::required(files, name).map_err(|_| EmbedError::MissingFile {
+                model: files.id.clone(),
+                name: name.to_string(),
+            })
+        };
+        let (config, tokenizer, weights) = (
+            path("config.json")?,
+            path("tokenizer.json")?,
+            path("model.safetensors")?,
+        );
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| EmbedError::Io { path, source }
         };
-        let config_text = std::fs::read_to_string(files.config).map_err(io(files.config))?;
+        let config_text = std::fs::read_to_string(config).map_err(io(config))?;
         let config: Config =
             serde_json::from_str(&config_text).map_err(|source| EmbedError::Config {
-                path: files.config.to_path_buf(),
+                path: config.to_path_buf(),
                 source,
             })?;
         let tokenizer_error = |message: String| EmbedError::Tokenizer {
-            path: files.tokenizer.to_path_buf(),
+            path: tokenizer.to_path_buf(),
             message,
         };
         let mut tokenizer =
-            Tokenizer::from_file(files.tokenizer).map_err(|e| tokenizer_error(e.to_string()))?;
+            Tokenizer::from_file(tokenizer).map_err(|e| tokenizer_error(e.to_string()))?;
         // The shipped tokenizer.json pads every input to 128 tokens and truncates there; pad
         // only to the longest sentence of a batch (the mask keeps padding out of the mean) and
         // truncate at the model's real limit, as sentence-transformers does.
@@ -104,14 +111,13 @@ impl Embedder {
             .map_err(|e| tokenizer_error(e.to_string()))?;
         // SAFETY: the file is a cache blob precis verified by checksum and never writes
         // afterwards; mapping it avoids holding a second copy of the weights in memory.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[files.weights], DType::F32, device) }
-                .map_err(|source| EmbedError::Weights {
-                    path: files.weights.to_path_buf(),
-                    source,
-                })?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
+            .map_err(|source| EmbedError::Weights {
+                path: weights.to_path_buf(),
+                source,
+            })?;
         let model = BertModel::load(vb, &config).map_err(|source| EmbedError::Weights {
-            path: files.weights.to_path_buf(),
+            path: weights.to_path_buf(),
             source,
         })?;
         Ok(Self {
@@ -168,9 +174,4 @@ impl Embedder {
         let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         Ok(mean.broadcast_div(&norms)?.to_vec2::<f32>()?)
     }
-}
-
-/// Cosine similarity of two unit vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -4,6 +4,7 @@ use super::EngineError;
 use crate::infer::{
     decode, DecodeOptions, DecodeStats, PromptLookup, Qwen2, RepetitionGuard, StopReason,
 };
+use crate::load::ModelFiles;
 use crate::tokenize::{ChatMessage, ChatTemplate, GgufTokenizer, Utf8Stream};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
@@ -61,26 +62,6 @@ pub struct Generation {
     pub tokenize_time: std::time::Duration,
 }
 
-/// Makes glibc keep freed large buffers for reuse instead of unmapping them: a forward pass
-/// allocates activations of the same sizes layer after layer (megabytes each for a prompt, the
-/// logits for every token), and with glibc's defaults each one is mapped afresh and its pages
-/// faulted in. Measured on the 1.5B model: prompts 4-5% faster, peak RSS 40-70 MiB higher.
-/// Process-wide, set once.
-fn keep_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            const LIMIT: libc::c_int = 1 << 30;
-            // SAFETY: mallopt only sets allocator parameters; any value is valid to pass.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
-            }
-        });
-    }
-}
-
 pub struct LlmEngine {
     path: PathBuf,
     tokenizer: GgufTokenizer,
@@ -90,10 +71,17 @@ pub struct LlmEngine {
 }
 
 impl LlmEngine {
-    /// Opens a Qwen2 GGUF file and reads its tokenizer, chat template and weights.
-    pub fn load(gguf_path: &Path, device: &Device) -> Result<Self, EngineError> {
-        keep_large_allocations();
-        let path = gguf_path.to_path_buf();
+    /// Opens the model's Qwen2 GGUF file and reads its tokenizer, chat template and weights.
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, EngineError> {
+        // The model's one file, or the one of its files named *.gguf.
+        let path = files
+            .only()
+            .or_else(|| files.with_extension("gguf"))
+            .ok_or_else(|| EngineError::MissingFile {
+                model: files.id.clone(),
+                name: ".gguf file".into(),
+            })?
+            .to_path_buf();
         let file = File::open(&path).map_err(|source| EngineError::Io {
             path: path.clone(),
             source,

@@ -2,14 +2,13 @@
 //! beam search, put together as a [`Translator`].
 //!
 //! Sentences are the unit: opus-mt was trained on sentences and its position table stops at
-//! 512 tokens. A chunk handed to the translator is cut into sentences (by a splitter the caller
-//! provides, so this stage does not reach into `assemble`), sentences are sorted by length and
+//! 512 tokens. A chunk handed to the translator is cut into sentences (`text::segment`),
+//! sentences are sorted by length and
 //! translated in batches, and the translations are put back in order. A sentence too long for
 //! the model is cut at spaces, never truncated.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
@@ -21,6 +20,7 @@ use super::{EngineError, StopReason};
 use crate::infer::beam::{self, EarlyStopping, Hypothesis, SearchConfig, Seq2SeqDecoder};
 use crate::infer::marian::{DecoderState, MarianConfig, MarianModel};
 use crate::infer::InferError;
+use crate::load::ModelFiles;
 use crate::tokenize::{MarianTokenizer, SpmModel, TokenizeError};
 
 /// The files of a Marian model, as the hub repository names them.
@@ -174,19 +174,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EngineErr
 
 impl MarianEngine {
     /// Loads a model from its files (`name -> path`, names as in [`MARIAN_FILES`]).
-    pub fn load(files: &HashMap<String, PathBuf>, device: &Device) -> Result<Self, EngineError> {
-        let path = |name: &str| -> Result<&Path, EngineError> {
-            files
-                .get(name)
-                .map(PathBuf::as_path)
-                .ok_or_else(|| EngineError::Io {
-                    path: PathBuf::from(name),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "not among the model's files",
-                    ),
-                })
-        };
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, EngineError> {
+        let path = |name: &str| super::required(files, name);
         let config_path = path("config.json")?;
         let config: MarianConfig = read_json(config_path)?;
         let generation_path = path("generation_config.json")?;
@@ -377,9 +366,6 @@ impl Seq2SeqDecoder for Decoder<'_> {
     }
 }
 
-/// Splits text into sentences; the caller's segmenter (the engine does not import `assemble`).
-pub type SentenceSplitter<'a> = &'a dyn Fn(&str) -> Vec<String>;
-
 /// A Marian model used as the pipeline's translator.
 pub struct MarianTranslator<'a> {
     pub engine: &'a MarianEngine,
@@ -387,7 +373,6 @@ pub struct MarianTranslator<'a> {
     pub search: SearchConfig,
     /// Sentences per batch.
     pub max_batch: usize,
-    pub split_sentences: SentenceSplitter<'a>,
 }
 
 /// Chunk size asked of the pipeline: whole paragraphs; the translator cuts them into
@@ -455,7 +440,7 @@ impl Translator for MarianTranslator<'_> {
     ) -> Result<Output, EngineError> {
         let started = Instant::now();
         let mut pieces = Vec::new();
-        for sentence in (self.split_sentences)(french) {
+        for sentence in crate::text::segment::sentences(french) {
             let sentence = sentence.trim();
             if !sentence.is_empty() {
                 self.fit(sentence, &mut pieces)?;

@@ -1,4 +1,5 @@
-//! Engines compose load, tokenise and infer into the capabilities the pipeline needs.
+//! Engines compose load, tokenise and infer into the capabilities the pipeline needs. Each
+//! loads from the model's files as the store resolves them (`load::ModelFiles`).
 
 pub mod embedder;
 pub mod llm;
@@ -12,11 +13,14 @@ pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
 pub use marian::{MarianEngine, MarianTranslator};
 
 use crate::infer::InferError;
+use crate::load::ModelFiles;
 use crate::tokenize::TokenizeError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error("model {model} has no {name} among its files")]
+    MissingFile { model: String, name: String },
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -44,7 +48,7 @@ impl EngineError {
     pub fn kind(&self) -> crate::failure::FailureKind {
         use crate::failure::FailureKind;
         match self {
-            EngineError::Io { .. } => FailureKind::ModelMissing,
+            EngineError::Io { .. } | EngineError::MissingFile { .. } => FailureKind::ModelMissing,
             EngineError::Gguf { .. }
             | EngineError::Tokenizer { .. }
             | EngineError::Model { .. } => FailureKind::ModelCorrupt,
@@ -53,16 +57,46 @@ impl EngineError {
     }
 }
 
-/// Sets how many CPU threads candle uses, by the only mechanism candle 0.11 reads: the
-/// `RAYON_NUM_THREADS` variable (rayon's global pool, which runs the f32 matrix products) and
-/// `CANDLE_NUM_THREADS` (candle's own pool, which runs the quantised matrix products). Both are
-/// read once, when the first tensor operation runs, so this must be called at the start of
-/// `main`, before any model is loaded and before other threads exist (it changes the process
-/// environment).
-pub fn set_cpu_threads(threads: std::num::NonZeroUsize) {
-    let n = threads.to_string();
-    std::env::set_var("RAYON_NUM_THREADS", &n);
-    std::env::set_var("CANDLE_NUM_THREADS", &n);
+/// The path of `name` among a model's files.
+fn required<'a>(files: &'a ModelFiles, name: &str) -> Result<&'a Path, EngineError> {
+    files.path(name).ok_or_else(|| EngineError::MissingFile {
+        model: files.id.clone(),
+        name: name.to_string(),
+    })
+}
+
+/// The process-wide settings inference depends on; `main` makes them once, at its start,
+/// before any other thread exists (they change the process environment and the allocator):
+/// - the CPU threads: candle 0.11 reads them only from `RAYON_NUM_THREADS` (rayon's global pool,
+///   which runs the f32 matrix products and sizes precis's own team) and `CANDLE_NUM_THREADS`
+///   (candle's pool for quantised products), once, when the first tensor operation runs;
+/// - glibc's allocator keeps freed large buffers (see `keep_large_allocations`).
+pub fn configure_process(threads: Option<std::num::NonZeroUsize>) {
+    if let Some(threads) = threads {
+        let n = threads.to_string();
+        std::env::set_var("RAYON_NUM_THREADS", &n);
+        std::env::set_var("CANDLE_NUM_THREADS", &n);
+    }
+    keep_large_allocations();
+}
+
+/// Makes glibc keep freed large buffers for reuse instead of unmapping them: a forward pass
+/// allocates activations of the same sizes layer after layer (megabytes each for a prompt, the
+/// logits for every token), and with glibc's defaults each one is mapped afresh and its pages
+/// faulted in. Measured on the 1.5B model: prompts 4-5% faster, peak RSS 40-70 MiB higher.
+fn keep_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            const LIMIT: libc::c_int = 1 << 30;
+            // SAFETY: mallopt only sets allocator parameters; any value is valid to pass.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
+            }
+        });
+    }
 }
 
 /// The number of threads candle's CPU kernels will use (or use already).

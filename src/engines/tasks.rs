@@ -47,7 +47,7 @@ pub fn stop_name(stop: StopReason) -> &'static str {
     }
 }
 
-/// Translates French text into English, one chunk at a time. The assemble stage decides the
+/// Translates French text into English, one chunk at a time. The pipeline decides the
 /// chunks; a translator says how much fits in one request.
 pub trait Translator {
     /// The catalog id of the model.
@@ -61,6 +61,16 @@ pub trait Translator {
         french: &str,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError>;
+    /// Translates again, told what to take care of (`hints`, one a line); `None` from a
+    /// translator that takes no instructions (Marian).
+    fn translate_with_hints(
+        &mut self,
+        _french: &str,
+        _hints: &[String],
+        _on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Option<Output>, EngineError> {
+        Ok(None)
+    }
 }
 
 const TRANSLATE_SYSTEM: &str = "You translate French news text into English, faithfully and \
@@ -82,9 +92,24 @@ sentences. Keep to the facts the article gives; add no dates, numbers, names, ca
 opinions. Reply with the paragraph only.";
 
 pub fn translation_messages(french: &str) -> Vec<ChatMessage> {
+    hinted_translation_messages(french, &[])
+}
+
+/// The translation request, with what an earlier translation of the same text got wrong.
+pub fn hinted_translation_messages(french: &str, hints: &[String]) -> Vec<ChatMessage> {
+    let mut user = TRANSLATE_INSTRUCTION.to_string();
+    if !hints.is_empty() {
+        user.push_str("\n\nIn this text, take care that:");
+        for hint in hints {
+            user.push_str("\n- ");
+            user.push_str(hint);
+        }
+    }
+    user.push_str("\n\nFrench text:\n");
+    user.push_str(french);
     vec![
         ChatMessage::system(TRANSLATE_SYSTEM),
-        ChatMessage::user(format!("{TRANSLATE_INSTRUCTION}\n\nFrench text:\n{french}")),
+        ChatMessage::user(user),
     ]
 }
 
@@ -131,6 +156,26 @@ impl Translator for LlmTranslator<'_> {
         french: &str,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError> {
+        self.request(french, &[], on_token)
+    }
+
+    fn translate_with_hints(
+        &mut self,
+        french: &str,
+        hints: &[String],
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Option<Output>, EngineError> {
+        self.request(french, hints, on_token).map(Some)
+    }
+}
+
+impl LlmTranslator<'_> {
+    fn request(
+        &mut self,
+        french: &str,
+        hints: &[String],
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Output, EngineError> {
         // English takes fewer tokens than French; twice the source leaves room for any
         // faithful translation and still ends a runaway generation.
         let budget = 2 * self.count_tokens(french)? + 32;
@@ -138,12 +183,8 @@ impl Translator for LlmTranslator<'_> {
             max_new_tokens: budget.min(self.max_new_tokens),
             ..GenerateOptions::default()
         };
-        run(
-            self.engine,
-            &translation_messages(french),
-            &options,
-            on_token,
-        )
+        let messages = hinted_translation_messages(french, hints);
+        run(self.engine, &messages, &options, on_token)
     }
 }
 

@@ -17,6 +17,7 @@
 //! The search never touches the model's internals: it sees a [`Seq2SeqDecoder`], which feeds
 //! one token per row and reorders or drops rows when told.
 
+use super::kernels::math::argmax;
 use super::InferError;
 
 /// A decoder whose rows (hypotheses) the search steers.
@@ -121,17 +122,6 @@ fn is_forced_step(cur_len: usize, config: &SearchConfig) -> bool {
     config.forced_eos_token_id.is_some() && cur_len == config.max_length - 1
 }
 
-/// First index of the maximum, as `torch.argmax`.
-fn argmax(scores: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &s) in scores.iter().enumerate() {
-        if s > scores[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 fn greedy(
     decoder: &mut dyn Seq2SeqDecoder,
     sources: usize,
@@ -160,7 +150,9 @@ fn greedy(
         for (row, &source) in live.iter().enumerate() {
             let scores = &mut logits_row(&logits, row, vocab)?.to_vec();
             process(scores, cur_len, config);
-            let token = argmax(scores) as u32;
+            // The first index of the maximum, as `torch.argmax` (NaN aside: torch picks a NaN,
+            // this never does, and a row with nothing else is an error).
+            let token = argmax(scores).ok_or(InferError::NoLogits)?;
             let out = &mut outputs[source];
             out.tokens.push(token);
             if token == config.eos_token_id {

@@ -1,10 +1,14 @@
 //! Stage 3, infer: model definitions and the decoding loops that drive them.
+//!
+//! Arrows go down only: `qwen2/` uses `kernels/` and `team.rs`; `decode.rs` and `beam.rs` use
+//! `kernels/` (argmax); `kernels/` uses `cpu.rs` (the CPU level every SIMD kernel dispatches
+//! on) and `team.rs` (the threads), never a model; `cpu.rs` and `team.rs` use nothing of
+//! infer. `marian.rs` is built on candle's layers alone.
 
 pub mod beam;
+pub mod cpu;
 pub mod decode;
-pub mod kquant;
-#[cfg(target_arch = "x86_64")]
-mod kquant_tiles;
+pub mod kernels;
 pub mod marian;
 pub mod qwen2;
 mod team;
@@ -36,4 +40,22 @@ pub enum InferError {
     Position { got: usize, cached: usize },
     #[error("the model returned no usable logits")]
     NoLogits,
+}
+
+impl InferError {
+    pub fn kind(&self) -> crate::failure::FailureKind {
+        use crate::failure::FailureKind;
+        match self {
+            InferError::MissingMetadata(_)
+            | InferError::Config(_)
+            | InferError::Architecture(_)
+            | InferError::MissingTensor(_)
+            | InferError::Truncated { .. } => FailureKind::ModelCorrupt,
+            InferError::Candle(_)
+            | InferError::EmptyPrompt
+            | InferError::ContextOverflow { .. }
+            | InferError::Position { .. }
+            | InferError::NoLogits => FailureKind::Other,
+        }
+    }
 }

@@ -1,12 +1,29 @@
-//! A team of threads for the short parallel loops of a decoding step.
+//! The threads the models' kernels run on, and a team of threads for the short parallel loops
+//! of a decoding step.
 //!
-//! A decoding step of the 1.5B model is about 140 parallel loops of 5-300 µs each. Under rayon,
-//! an idle worker yields to the kernel between them (a system call per round) and goes to
-//! sleep after a few dozen rounds, so that the next loop waits for it to be woken; profiles
-//! showed 5% of a decoding step's samples in `sched_yield`, futex waits and wake-ups. The team's
-//! workers spin on one atomic word between loops, as llama.cpp's threads do between the
-//! operations of a graph, and sleep only after `SPIN_BEFORE_SLEEP` without work (between
-//! requests, say). The caller works too: a team for `n` threads has `n - 1` workers.
+//! Three mechanisms:
+//! - the team below ([`Team`]) runs the k-quant products row by row (`kernels::kquant`: every
+//!   decoding step and short chunk, and prompts where the CPU has no VNNI tiles) and the
+//!   decoding attention's KV heads (`qwen2::attention`);
+//! - a private rayon pool ([`compute_pool`]) is where a Qwen2 forward pass runs: its rayon loops
+//!   (candle's operations on prompt chunks, the AVX-512 VNNI tiles of prompt-sized products in
+//!   `kernels::kquant::tiles`) are then split between the calling thread and the pool's others,
+//!   instead of handed to the global pool while the caller sleeps (+10% prompt speed);
+//! - rayon's global pool runs candle's operations everywhere else (the Marian and embedding
+//!   models).
+//!
+//! Why not one: prompt loops last milliseconds, where rayon's sleeping and waking costs
+//! nothing, and candle's operations bring their own threading (rayon's). Moving the tiles onto
+//! the team too (whose workers spin for `SPIN_BEFORE_SLEEP` after each loop while rayon's take
+//! the cores for the next) is a speed question not measured yet, so they stay on rayon.
+//!
+//! Why the team: a decoding step of the 1.5B model is about 140 parallel loops of 5-300 µs
+//! each. Under rayon, an idle worker yields to the kernel between them (a system call per
+//! round) and goes to sleep after a few dozen rounds, so that the next loop waits for it to be
+//! woken; profiles showed 5% of a decoding step's samples in `sched_yield`, futex waits and
+//! wake-ups. The team's workers spin on one atomic word between loops, as llama.cpp's threads
+//! do between the operations of a graph, and sleep only after `SPIN_BEFORE_SLEEP` without work
+//! (between requests, say). The caller works too: a team for `n` threads has `n - 1` workers.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -116,6 +133,18 @@ impl Shared {
             seen = generation;
         }
     }
+}
+
+/// The pool forward passes run in, sized as rayon's global one (`RAYON_NUM_THREADS`, else one
+/// thread per core).
+pub(crate) fn compute_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("precis-compute-{i}"))
+            .build()
+            .expect("a thread pool")
+    })
 }
 
 pub(crate) struct Team {

@@ -9,7 +9,7 @@
 
 use std::{
     fs::{self, File},
-    io,
+    io::{self, Write},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -17,15 +17,21 @@ use std::{
 use tempfile::NamedTempFile;
 
 use super::catalog::HubLocation;
+use crate::files;
 
 #[derive(Debug, Clone)]
 pub struct HfCache {
     root: PathBuf,
+    /// What chose the folder, for messages: the variable, or "the default location".
+    set_by: &'static str,
 }
 
 impl HfCache {
     pub fn new(root: PathBuf) -> Self {
-        HfCache { root }
+        HfCache {
+            root,
+            set_by: "the caller",
+        }
     }
 
     /// The hub cache folder as the Python `huggingface_hub` library finds it: `HF_HUB_CACHE`,
@@ -37,16 +43,46 @@ impl HfCache {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let root = var("HF_HUB_CACHE")
-            .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
-            .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
-            .or_else(|| var("HOME").map(|h| h.join(".cache").join("huggingface").join("hub")))
-            .unwrap_or_else(|| PathBuf::from(".cache/huggingface/hub"));
-        HfCache { root }
+        let (root, set_by) = var("HF_HUB_CACHE")
+            .map(|hub| (hub, "HF_HUB_CACHE"))
+            .or_else(|| var("HF_HOME").map(|home| (home.join("hub"), "HF_HOME")))
+            .or_else(|| {
+                var("XDG_CACHE_HOME").map(|c| (c.join("huggingface").join("hub"), "XDG_CACHE_HOME"))
+            })
+            .or_else(|| {
+                var("HOME").map(|h| {
+                    let root = h.join(".cache").join("huggingface").join("hub");
+                    (
+                        root,
+                        "the default location; HF_HOME or HF_HUB_CACHE moves it",
+                    )
+                })
+            })
+            .unwrap_or_else(|| {
+                let root = PathBuf::from(".cache/huggingface/hub");
+                (root, "HOME being unset; HF_HOME or HF_HUB_CACHE moves it")
+            });
+        HfCache { root, set_by }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// What chose the cache folder: a variable's name, or a phrase.
+    pub fn set_by(&self) -> &'static str {
+        self.set_by
+    }
+
+    /// Why the cache folder cannot be used, if it cannot: something other than a folder is
+    /// there, or in the way of creating it. A folder that does not exist yet is fine.
+    pub fn unusable_because(&self) -> Option<String> {
+        match fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(meta) => Some(format!("it is {}, not a folder", files::describe(&meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => Some(files::unreachable_because(&self.root, &e).unwrap_or(e.to_string())),
+        }
     }
 
     pub fn repo_dir(&self, repo: &str) -> PathBuf {
@@ -87,10 +123,7 @@ impl HfCache {
     pub fn staging_file(&self, repo: &str) -> io::Result<NamedTempFile> {
         let blobs = self.repo_dir(repo).join("blobs");
         fs::create_dir_all(&blobs)?;
-        tempfile::Builder::new()
-            .prefix(".precis-")
-            .suffix(".incomplete")
-            .tempfile_in(blobs)
+        files::staging_file(&blobs, ".incomplete")
     }
 
     /// Removes the staging files of [`HfCache::staging_file`] that a killed precis left in the
@@ -123,6 +156,7 @@ impl HfCache {
         let repo_dir = self.repo_dir(&location.repo);
         let blob = repo_dir.join("blobs").join(sha256);
         staged.as_file().sync_all()?;
+        files::check_replaceable(&blob)?;
         staged.persist(&blob).map_err(|e| e.error)?;
 
         let pointer = self.snapshot_dir(location, commit).join(file);
@@ -135,6 +169,7 @@ impl HfCache {
             .collect::<PathBuf>()
             .join("blobs")
             .join(sha256);
+        files::check_replaceable(&pointer)?;
         match fs::remove_file(&pointer) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -154,8 +189,9 @@ impl HfCache {
             .join(&location.revision);
         let parent = ref_path.parent().expect("a ref path has a parent");
         fs::create_dir_all(parent)?;
-        let staged = NamedTempFile::new_in(parent)?;
-        fs::write(staged.path(), commit)?;
+        let mut staged = files::staging_file(parent, ".ref")?;
+        staged.write_all(commit.as_bytes())?;
+        files::check_replaceable(&ref_path)?;
         staged.persist(&ref_path).map_err(|e| e.error)?;
         Ok(())
     }
@@ -218,7 +254,6 @@ fn link(target: &Path, pointer: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn location(revision: &str) -> HubLocation {
         HubLocation {

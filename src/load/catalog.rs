@@ -8,6 +8,7 @@ use std::{collections::BTreeSet, fmt, path::Path};
 use serde::{Deserialize, Serialize};
 
 use super::LoadError;
+use crate::files;
 
 /// The entries compiled into the binary: `(file name, TOML text)`.
 const BUILTIN_ENTRIES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalog_entries.rs"));
@@ -224,24 +225,42 @@ impl Catalog {
     /// the same id.
     pub fn with_extra_dir(dir: &Path) -> Result<Self, LoadError> {
         let mut catalog = Self::builtin()?;
-        let read_error = |source| LoadError::Io {
-            action: "read the catalog folder",
+        let unusable = |problem: String| LoadError::CatalogFolder {
             path: dir.to_path_buf(),
-            source,
+            problem,
         };
+        let because =
+            |e: std::io::Error| files::unreachable_because(dir, &e).unwrap_or(e.to_string());
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                return Err(unusable(format!(
+                    "it is {}, not a folder",
+                    files::describe(&meta)
+                )))
+            }
+            Err(e) => return Err(unusable(because(e))),
+        }
         let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(read_error)?
+            .map_err(|e| unusable(because(e)))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         paths.sort();
         for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
-                action: "read the catalog entry",
-                path: path.clone(),
-                source,
-            })?;
             let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let entry_problem =
+                |problem: String| unusable(format!("its entry {name} cannot be read: {problem}"));
+            // Only files: reading a FIFO would wait for a writer, a device might never end.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(meta) => return Err(entry_problem(format!("it is {}", files::describe(&meta)))),
+                Err(e) => {
+                    let problem = files::unreachable_because(&path, &e).unwrap_or(e.to_string());
+                    return Err(entry_problem(problem));
+                }
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| entry_problem(e.to_string()))?;
             catalog.add_entry(&name, &text)?;
         }
         Ok(catalog)

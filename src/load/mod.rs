@@ -22,6 +22,9 @@ pub enum LoadError {
     #[error("unknown model {id:?}; known models: {}", known.join(", "))]
     UnknownModel { id: String, known: Vec<String> },
 
+    #[error("cannot use the catalog folder {} (--catalog, PRECIS_CATALOG): {problem}", path.display())]
+    CatalogFolder { path: PathBuf, problem: String },
+
     #[error("catalog entry {entry}: {message}")]
     Catalog { entry: String, message: String },
 
@@ -61,6 +64,16 @@ pub enum LoadError {
     #[error("the pip mirror failed for model {id}: {message}")]
     Mirror { id: String, message: String },
 
+    #[error("cannot use the model cache {} (set by {set_by}): {problem}; point HF_HOME (or HF_HUB_CACHE) at a folder precis can write", path.display())]
+    CacheUnusable {
+        path: PathBuf,
+        set_by: &'static str,
+        problem: String,
+    },
+
+    #[error("cannot import {}: {problem}", path.display())]
+    ImportSource { path: PathBuf, problem: String },
+
     #[error("cannot write to the cache {}: {source}; free some space (or raise the file-size limit) and run the same command again", path.display())]
     CacheFull {
         path: PathBuf,
@@ -89,9 +102,12 @@ impl LoadError {
             LoadError::Unreachable { .. }
             | LoadError::HubRefused { .. }
             | LoadError::Mirror { .. } => FailureKind::Network,
-            LoadError::Catalog { .. } | LoadError::CacheFull { .. } | LoadError::Io { .. } => {
-                FailureKind::Other
-            }
+            LoadError::CatalogFolder { .. } => FailureKind::Usage,
+            LoadError::ImportSource { .. } => FailureKind::Input,
+            LoadError::Catalog { .. }
+            | LoadError::CacheUnusable { .. }
+            | LoadError::CacheFull { .. }
+            | LoadError::Io { .. } => FailureKind::Other,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    io,
+    io::{self, Read, Write},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -11,6 +11,8 @@ use std::{
 use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::files;
 
 use super::{
     cache::HfCache,
@@ -66,7 +68,8 @@ fn is_truthy(value: &str) -> bool {
     )
 }
 
-/// A model's files, all present in the cache.
+/// A model's files by name: what the store resolves a catalog entry to, and what every engine
+/// loads from (the one loading convention: `Engine::load(&ModelFiles, ...)`).
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub id: String,
@@ -74,6 +77,38 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
+    /// The files `names` in `dir` (a model outside the cache: a test fixture, a copy).
+    pub fn in_dir(id: &str, dir: &Path, names: &[&str]) -> Self {
+        ModelFiles {
+            id: id.to_string(),
+            files: names.iter().map(|n| (n.to_string(), dir.join(n))).collect(),
+        }
+    }
+
+    /// A model that is one file (a GGUF), named by its file name.
+    pub fn single(id: &str, path: &Path) -> Self {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        ModelFiles {
+            id: id.to_string(),
+            files: vec![(name.into_owned(), path.to_path_buf())],
+        }
+    }
+
+    /// The model's file, if it has exactly one.
+    pub fn only(&self) -> Option<&Path> {
+        match self.files.as_slice() {
+            [(_, path)] => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The first file whose name ends in `.extension`.
+    pub fn with_extension(&self, extension: &str) -> Option<&Path> {
+        self.iter()
+            .find(|(name, _)| Path::new(name).extension().is_some_and(|e| e == extension))
+            .map(|(_, path)| path)
+    }
+
     pub fn path(&self, name: &str) -> Option<&Path> {
         self.files
             .iter()
@@ -152,6 +187,7 @@ impl Store {
 
     /// The model's files from the cache alone, without any network access.
     pub fn locate(&self, spec: &ModelSpec) -> Result<ModelFiles, LoadError> {
+        self.check_cache()?;
         let missing = self.missing(spec);
         if !missing.is_empty() {
             return Err(LoadError::NotCached {
@@ -192,15 +228,12 @@ impl Store {
         if self.config.offline {
             return self.locate(spec);
         }
+        self.check_cache()?;
         let _lock = self
             .config
             .cache
             .lock_repo(&spec.hub.repo)
-            .map_err(|source| LoadError::Io {
-                action: "lock the cache folder of",
-                path: self.config.cache.repo_dir(&spec.hub.repo),
-                source,
-            })?;
+            .map_err(|source| self.cache_write_error(spec, source))?;
         self.config.cache.remove_stale_staging(&spec.hub.repo);
         let needed: Vec<&FileSpec> = if force {
             spec.files.iter().collect()
@@ -395,13 +428,23 @@ impl Store {
                 })
             }
         };
-        let read_error = |error| LoadError::Io {
-            action: "read",
+        let unusable = |problem: String| LoadError::ImportSource {
             path: source.to_path_buf(),
-            source: error,
+            problem,
         };
-        let mut input = File::open(source).map_err(read_error)?;
-        let len = input.metadata().map_err(read_error)?.len();
+        let because =
+            |e: io::Error| files::unreachable_because(source, &e).unwrap_or(e.to_string());
+        // A FIFO is read as a stream (`<(zcat model.gz)`); a device or a socket is no model file.
+        let meta = std::fs::metadata(source).map_err(|e| unusable(because(e)))?;
+        if !(meta.is_file() || files::is_fifo(&meta)) {
+            return Err(unusable(format!(
+                "it is {}, not a file",
+                files::describe(&meta)
+            )));
+        }
+        let input = File::open(source).map_err(|e| unusable(because(e)))?;
+        let len = meta.len();
+        self.check_cache()?;
         let _lock = self
             .config
             .cache
@@ -411,7 +454,20 @@ impl Store {
         let mut staged = self.staging_file(spec)?;
         let bar = bytes_bar(len, &file_spec.name, self.config.show_progress);
         let mut writer = HashingWriter::new(bar.wrap_write(staged.as_file_mut()));
-        io::copy(&mut input, &mut writer).map_err(|e| self.cache_write_error(spec, e))?;
+        // One byte past the catalog's size is enough to know the file is not this one.
+        let mut input = input.take(file_spec.size.map_or(u64::MAX, |size| size + 1));
+        let mut buffer = vec![0; 1 << 20];
+        loop {
+            let read = match input.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(unusable(e.to_string())),
+            };
+            writer
+                .write_all(&buffer[..read])
+                .map_err(|e| self.cache_write_error(spec, e))?;
+        }
         let (sha256, size) = writer.finish();
         bar.finish();
         check_digest(file_spec, &sha256, size).map_err(|problem| LoadError::ImportMismatch {
@@ -533,6 +589,18 @@ impl Store {
             .map_err(|e| self.cache_write_error(spec, e))
     }
 
+    /// The cache folder can be used, or why not and which setting chose it.
+    fn check_cache(&self) -> Result<(), LoadError> {
+        match self.config.cache.unusable_because() {
+            None => Ok(()),
+            Some(problem) => Err(LoadError::CacheUnusable {
+                path: self.config.cache.root().to_path_buf(),
+                set_by: self.config.cache.set_by(),
+                problem,
+            }),
+        }
+    }
+
     fn cache_write_error(&self, spec: &ModelSpec, source: io::Error) -> LoadError {
         let path = self.config.cache.repo_dir(&spec.hub.repo);
         if matches!(
@@ -541,10 +609,10 @@ impl Store {
         ) {
             LoadError::CacheFull { path, source }
         } else {
-            LoadError::Io {
-                action: "write to the cache",
-                path,
-                source,
+            LoadError::CacheUnusable {
+                path: self.config.cache.root().to_path_buf(),
+                set_by: self.config.cache.set_by(),
+                problem: format!("cannot write there: {source}"),
             }
         }
     }

@@ -1,29 +1,51 @@
-//! Wires the stages for one article: paragraphs -> chunks -> translation -> summary.
+//! Owns the article job: engine choice and loading (`models`), the job end to end (`job`), and
+//! its steps here: paragraphs -> chunks -> translation -> summary -> fidelity.
 
 use std::{ops::ControlFlow, time::Duration};
 
 use serde::Serialize;
 
 use crate::{
-    assemble::{
-        chunk::chunks_within,
-        fidelity::{self, Finding},
-        segment::{self, sentences},
-        summary::{self, article_sentences, Extracted, RankOptions, SupportedSentence},
-        tfidf::TfIdf,
-        Article,
-    },
     engines::{
         embedder::EmbedError,
         tasks::{self, Output, TokenProgress, Translator},
         Embedder, EngineError, LlmEngine, StopReason,
     },
     failure::FailureKind,
+    fidelity::{self, Finding},
     interrupt,
+    summarize::{
+        self as summary, article_sentences, tfidf::TfIdf, Extracted, RankOptions, SupportedSentence,
+    },
+    text::{
+        chunk::chunks_within,
+        furniture,
+        segment::{self, sentences},
+        Article,
+    },
 };
+
+pub mod job;
+pub mod models;
+
+pub use job::{run_article, ArticleJob, ArticleReport, Job};
+pub use models::{ModelSource, TranslatorChoice};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+    /// A model that cannot do what is asked of it (a Marian id for the generator, ...).
+    #[error("{0}")]
+    WrongModel(String),
+    #[error("cannot load model {id} (`precis models verify {id}` checks its files and moves damaged ones aside; `precis models fetch --force {id}` downloads them again)")]
+    CannotLoad {
+        id: String,
+        /// The kind of `source`, which is an engine's error.
+        kind: FailureKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -37,6 +59,9 @@ pub enum PipelineError {
 impl PipelineError {
     pub fn kind(&self) -> FailureKind {
         match self {
+            PipelineError::Load(e) => e.kind(),
+            PipelineError::WrongModel(_) => FailureKind::ModelMissing,
+            PipelineError::CannotLoad { kind, .. } => *kind,
             PipelineError::Engine(e) => e.kind(),
             PipelineError::Embed(e) => e.kind(),
             PipelineError::EmptyInput => FailureKind::Input,
@@ -55,14 +80,24 @@ pub enum Progress<'a> {
     /// Starting the summary.
     Summary,
     Token(TokenProgress<'a>),
+    /// Something the user may like to know (which engine translates, a model loading), which
+    /// `--quiet` hides.
+    Notice(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TranslatedParagraph {
     pub source: String,
     pub text: String,
-    /// False when the paragraph was copied unchanged (nothing to translate: a bare URL, a number).
+    /// False when no model translated it: copied unchanged (nothing to translate: a bare URL, a
+    /// number), or a page label given its English form (`page_label`).
     pub translated: bool,
+    /// A page label ("Commentaires (3)") rendered by `text::furniture`, not translated as prose.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub page_label: bool,
+    /// Each attempt to mend what the fidelity check found, kept or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<Repair>,
     /// One entry per model request.
     pub requests: Vec<Output>,
 }
@@ -73,12 +108,6 @@ pub struct Translation {
     pub paragraphs: Vec<TranslatedParagraph>,
     /// The whole translation, in the layout of the source.
     pub text: String,
-}
-
-impl Translation {
-    pub fn requests(&self) -> impl Iterator<Item = &Output> {
-        self.paragraphs.iter().flat_map(|p| p.requests.iter())
-    }
 }
 
 /// Translates every paragraph of the article. Paragraphs longer than one request are cut at
@@ -100,12 +129,15 @@ pub fn translate_article(
             return Err(PipelineError::Interrupted);
         }
         progress(Progress::Paragraph { index, count });
-        if !has_words_to_translate(&paragraph.text) {
+        let label = furniture::page_label(&paragraph.text);
+        if label.is_some() || !has_words_to_translate(&paragraph.text) {
             paragraphs.push(TranslatedParagraph {
                 source: paragraph.text.clone(),
-                text: paragraph.text.clone(),
+                text: label.clone().unwrap_or_else(|| paragraph.text.clone()),
                 translated: false,
+                page_label: label.is_some(),
                 requests: Vec::new(),
+                repairs: Vec::new(),
             });
             continue;
         }
@@ -127,11 +159,26 @@ pub fn translate_article(
             }
             pieces.push(output.text);
         }
+        let mut text = pieces.join(" ");
+        let mut repairs = Vec::new();
+        if chunks.len() == 1 {
+            text = repair(
+                translator,
+                &paragraph.text,
+                text,
+                index,
+                progress,
+                &mut requests,
+                &mut repairs,
+            )?;
+        }
         paragraphs.push(TranslatedParagraph {
             source: paragraph.text.clone(),
-            text: pieces.join(" "),
+            text,
             translated: true,
+            page_label: false,
             requests,
+            repairs,
         });
     }
     let texts: Vec<&str> = paragraphs.iter().map(|p| p.text.as_str()).collect();
@@ -140,6 +187,72 @@ pub fn translate_article(
         text: article.reassemble(&texts),
         paragraphs,
     })
+}
+
+/// An attempt to mend a translated paragraph: the findings it answered, the hints the
+/// translator was given, the text before and after, and whether the new text was kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    pub findings: Vec<String>,
+    pub hints: Vec<String>,
+    pub before: String,
+    pub after: String,
+    pub kept: bool,
+    /// Findings of the new text.
+    pub remaining: usize,
+}
+
+/// Attempts at mending one paragraph: enough for a second try after a partial mend, and a
+/// bound that no input can make the repair loop past.
+const REPAIR_ATTEMPTS: usize = 2;
+
+/// Mends what the fidelity check finds in a paragraph's translation: the translator is asked
+/// again, told what to keep and how (a date at the source's precision), and the new text is
+/// kept only if it is strictly better: fewer findings, ended on the end token, and no shorter
+/// than 90% of the text it replaces (nothing dropped to lose a finding). The check decides;
+/// it never rewrites text itself. Translators that take no hints (Marian) are left as they are.
+fn repair(
+    translator: &mut dyn Translator,
+    source: &str,
+    text: String,
+    index: usize,
+    progress: &mut dyn FnMut(Progress<'_>),
+    requests: &mut Vec<Output>,
+    repairs: &mut Vec<Repair>,
+) -> Result<String, PipelineError> {
+    let mut best = text;
+    let mut findings = fidelity::check_translation(source, &best, index);
+    for _ in 0..REPAIR_ATTEMPTS {
+        let hints: Vec<String> = findings.iter().filter_map(fidelity::repair_hint).collect();
+        if hints.is_empty() {
+            break;
+        }
+        let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
+        let Some(output) = translator.translate_with_hints(source.trim(), &hints, &mut on_token)?
+        else {
+            break;
+        };
+        let output = unless_interrupted(output)?;
+        requests.push(output.clone());
+        let after = fidelity::check_translation(source, &output.text, index);
+        let kept = output.stop == StopReason::EndToken
+            && after.len() < findings.len()
+            && output.text.chars().count() * 10 >= best.chars().count() * 9;
+        repairs.push(Repair {
+            findings: findings.iter().map(Finding::describe).collect(),
+            hints,
+            before: best.clone(),
+            after: output.text.clone(),
+            kept,
+            remaining: after.len(),
+        });
+        if !kept {
+            break;
+        }
+        best = output.text;
+        findings = after;
+    }
+    Ok(best)
 }
 
 /// Translates one chunk; if the model stopped for any reason but its end token, translates the

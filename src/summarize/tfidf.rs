@@ -88,7 +88,7 @@ impl TfIdf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engines::embedder::cosine;
+    use crate::summarize::cosine;
 
     #[test]
     fn shared_rare_words_make_sentences_similar() {

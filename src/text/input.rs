@@ -1,6 +1,12 @@
 //! Turning the bytes a user gave into article text, or a clear reason why not.
 
-use crate::failure::FailureKind;
+use std::{io::Read, path::Path};
+
+use crate::{failure::FailureKind, files};
+
+/// The most an article may weigh: far above any news article (the 5 MB test article takes
+/// minutes), low enough that `/dev/zero` or a wrong file is refused before it fills memory.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -22,11 +28,73 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read {source_name}: it is {what}; give a text file, or - for standard input")]
+    NotText {
+        source_name: String,
+        what: &'static str,
+    },
+    #[error("{source_name} is larger than {} MiB, far more than one article; split it into articles", MAX_INPUT_BYTES >> 20)]
+    TooLarge { source_name: String },
 }
 
 impl InputError {
     pub fn kind(&self) -> FailureKind {
         FailureKind::Input
+    }
+}
+
+/// The bytes of an input: a file (or a FIFO or device, read as `cat` would), or standard input
+/// for `-`; at most [`MAX_INPUT_BYTES`].
+pub fn read_input(path: &Path) -> Result<Vec<u8>, InputError> {
+    let source_name = source_name(path);
+    let read_error = |source| InputError::Read {
+        source_name: source_name.clone(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    let limit = MAX_INPUT_BYTES + 1;
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+    } else {
+        let meta = std::fs::metadata(path).map_err(|e| not_text(path, &source_name, e))?;
+        if meta.is_dir() || files::is_socket(&meta) {
+            return Err(InputError::NotText {
+                source_name,
+                what: files::describe(&meta),
+            });
+        }
+        std::fs::File::open(path)
+            .and_then(|file| file.take(limit).read_to_end(&mut bytes))
+            .map_err(|e| not_text(path, &source_name, e))?;
+    }
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(InputError::TooLarge { source_name });
+    }
+    Ok(bytes)
+}
+
+/// How the user knows an input: its path, or "standard input" for `-`.
+pub fn source_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// A read error, said in words where the system's are obscure.
+fn not_text(path: &Path, source_name: &str, source: std::io::Error) -> InputError {
+    let source = match files::unreachable_because(path, &source) {
+        Some(what) => std::io::Error::new(source.kind(), what),
+        None => source,
+    };
+    InputError::Read {
+        source_name: source_name.to_string(),
+        source,
     }
 }
 

@@ -10,7 +10,7 @@
 //! extracted from text (`encode_special_tokens`), and user-defined tokens are ordinary added
 //! tokens that are, exactly like llama.cpp's `parse_special = false`.
 
-use super::TokenizeError;
+use super::{TokenKind, TokenizeError};
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::{
     decoders::byte_level::ByteLevel as ByteLevelDecoder,
@@ -27,39 +27,6 @@ use tokenizers::{
 /// llama.cpp's `LLAMA_VOCAB_PRE_TYPE_QWEN2` split; the case-insensitive group of the original
 /// `tokenizer.json` is spelt out because llama.cpp's regex engine has no `(?i:...)`.
 const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// What a vocabulary entry is, from GGUF `tokenizer.ggml.token_type` (llama.cpp's
-/// `llama_token_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Normal,
-    Unknown,
-    /// Chat and document markup such as `<|im_start|>`: only ever produced by templates.
-    Control,
-    /// Added tokens that are matched in plain text, such as `<tool_call>`.
-    UserDefined,
-    Unused,
-    Byte,
-}
-
-impl TokenKind {
-    fn from_gguf(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::Normal,
-            2 => Self::Unknown,
-            3 => Self::Control,
-            4 => Self::UserDefined,
-            5 => Self::Unused,
-            6 => Self::Byte,
-            _ => return None,
-        })
-    }
-
-    /// Whether the token stands for text in the output (as opposed to markup).
-    pub fn is_text(self) -> bool {
-        matches!(self, Self::Normal | Self::UserDefined | Self::Byte)
-    }
-}
 
 /// A GGUF vocabulary: the `tokenizers` pipeline for encoding, plus the raw bytes of every
 /// token for exact, streamable decoding.
@@ -183,7 +150,7 @@ impl GgufTokenizer {
                             Value::U32(n) => Some(*n),
                             _ => None,
                         };
-                        n.and_then(TokenKind::from_gguf)
+                        n.and_then(|n| TokenKind::from_code(u64::from(n)))
                             .ok_or_else(|| bad(key, format!("unknown token type {t:?}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?

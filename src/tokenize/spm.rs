@@ -21,7 +21,7 @@ use tokenizers::normalizers::{NormalizerWrapper, Precompiled, Replace, Sequence,
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::Tokenizer;
 
-use super::TokenizeError;
+use super::{TokenKind, TokenizeError};
 
 /// The word-boundary marker of SentencePiece (U+2581).
 pub const SPIECE_UNDERLINE: char = '\u{2581}';
@@ -33,35 +33,11 @@ const HIDDEN_PIECE: &str = "\u{0}\u{F8FF}";
 /// What SentencePiece writes for a piece it does not know (`unk_surface`, " ⁇ ").
 const DEFAULT_UNK_SURFACE: &str = " \u{2047} ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PieceType {
-    Normal,
-    Unknown,
-    Control,
-    UserDefined,
-    Unused,
-    Byte,
-}
-
-impl PieceType {
-    fn from_proto(value: u64) -> Result<Self, TokenizeError> {
-        Ok(match value {
-            1 => PieceType::Normal,
-            2 => PieceType::Unknown,
-            3 => PieceType::Control,
-            4 => PieceType::UserDefined,
-            5 => PieceType::Unused,
-            6 => PieceType::Byte,
-            other => return Err(spm_error(format!("unknown piece type {other}"))),
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Piece {
     pub piece: String,
     pub score: f32,
-    pub kind: PieceType,
+    pub kind: TokenKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +247,7 @@ impl SpmModel {
     pub fn unk_id(&self) -> Option<usize> {
         self.pieces
             .iter()
-            .position(|p| p.kind == PieceType::Unknown)
+            .position(|p| p.kind == TokenKind::Unknown)
     }
 
     /// A `tokenizers::Tokenizer` that splits text into this model's pieces (ids are this
@@ -287,7 +263,7 @@ impl SpmModel {
         if self.byte_fallback {
             return Err(spm_error("byte fallback is not supported".into()));
         }
-        if self.pieces.iter().any(|p| p.kind == PieceType::UserDefined) {
+        if self.pieces.iter().any(|p| p.kind == TokenKind::UserDefined) {
             return Err(spm_error("user-defined pieces are not supported".into()));
         }
         if !self.escape_whitespaces || !self.add_dummy_prefix {
@@ -306,7 +282,7 @@ impl SpmModel {
             .iter()
             .map(|p| {
                 let name = match p.kind {
-                    PieceType::Control | PieceType::Unknown | PieceType::Unused => {
+                    TokenKind::Control | TokenKind::Unknown | TokenKind::Unused => {
                         format!("{HIDDEN_PIECE}{}", p.piece)
                     }
                     _ => p.piece.clone(),
@@ -351,14 +327,17 @@ fn parse_piece(bytes: &[u8]) -> Result<Piece, TokenizeError> {
     let mut piece = Piece {
         piece: String::new(),
         score: 0.0,
-        kind: PieceType::Normal,
+        kind: TokenKind::Normal,
     };
     let mut reader = Reader::new(bytes);
     while let Some((number, value)) = reader.field()? {
         match (number, value) {
             (1, Value::Bytes(b)) => piece.piece = utf8(b, "a piece")?,
             (2, Value::Fixed32(bits)) => piece.score = f32::from_bits(bits),
-            (3, Value::Varint(kind)) => piece.kind = PieceType::from_proto(kind)?,
+            (3, Value::Varint(kind)) => {
+                piece.kind = TokenKind::from_code(kind)
+                    .ok_or_else(|| spm_error(format!("unknown piece type {}", kind)))?
+            }
             (1..=3, _) => return Err(spm_error("a piece field has the wrong wire type".into())),
             _ => {}
         }
@@ -624,8 +603,8 @@ mod tests {
         assert_eq!(m.pieces.len(), 10);
         assert_eq!(m.pieces[3].piece, "▁le");
         assert_eq!(m.pieces[3].score, -1.0);
-        assert_eq!(m.pieces[0].kind, PieceType::Unknown);
-        assert_eq!(m.pieces[2].kind, PieceType::Control);
+        assert_eq!(m.pieces[0].kind, TokenKind::Unknown);
+        assert_eq!(m.pieces[2].kind, TokenKind::Control);
         assert_eq!(m.model_type, ModelType::Unigram);
         assert!(m.precompiled_charsmap.is_empty());
         assert!(m.add_dummy_prefix && m.remove_extra_whitespaces && m.escape_whitespaces);

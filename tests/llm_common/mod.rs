@@ -1,31 +1,33 @@
 //! Shared by the `llm_*` integration tests: where the real GGUF models are.
 
+#[allow(dead_code)]
+#[path = "../support/require.rs"]
+pub mod require;
+
 use std::path::PathBuf;
 
 /// The GGUF of a catalog model: `var` when set (a file elsewhere), else the Hugging Face cache
-/// through the store, as `precis` itself finds it. `None` after printing why the test is
-/// skipped; CI fetches the models first, so there it never skips.
+/// through the store, as `precis` itself finds it. When it is missing, a failure under
+/// `PRECIS_REQUIRE_MODELS=1` (as in CI, which fetches the models first), else `None` after
+/// printing why the test is skipped ([`require::required`]).
 pub fn gguf(var: &str, model: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(var).map(PathBuf::from) {
-        if path.is_file() {
-            return Some(path);
-        }
-        eprintln!("skipped: {var}={} does not exist", path.display());
-        return None;
+        let missing = format!("{var}={} does not exist", path.display());
+        let how = format!("point {var} at the GGUF file of {model}, or unset it");
+        return require::required(path.is_file().then_some(path), &missing, &how);
     }
     let catalog = precis::load::Catalog::builtin().expect("builtin catalog");
     let spec = catalog.get(model).expect("model in the catalog");
     let store = precis::load::Store::new(precis::load::StoreConfig::from_env());
-    match store.locate(spec) {
-        Ok(files) => {
-            let name = &spec.file_with_extension("gguf").expect("a GGUF model").name;
-            files.path(name).map(PathBuf::from)
-        }
-        Err(error) => {
-            eprintln!("skipped: {error}");
-            None
-        }
-    }
+    let name = &spec.file_with_extension("gguf").expect("a GGUF model").name;
+    let (found, missing) = match store.locate(spec) {
+        Ok(files) => (
+            files.path(name).map(PathBuf::from),
+            format!("{name} is not among the cached files of {model}"),
+        ),
+        Err(error) => (None, error.to_string()),
+    };
+    require::required(found, &missing, &format!("precis models fetch {model}"))
 }
 
 #[allow(dead_code)] // not every test binary uses the 0.5B model

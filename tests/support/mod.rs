@@ -6,4 +6,6 @@ pub mod fake_hub;
 #[allow(dead_code)]
 pub mod precis;
 #[allow(dead_code)]
+pub mod require;
+#[allow(dead_code)]
 pub mod tiny_marian;

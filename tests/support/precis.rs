@@ -106,7 +106,7 @@ impl Precis {
     }
 
     /// `precis --catalog DIR ARGS...` with a clean environment, not started.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let precis = env!("CARGO_BIN_EXE_precis");
         let mut command = match self.file_size_limit_kib {
             None => Command::new(precis),
@@ -141,7 +141,7 @@ impl Precis {
     }
 
     /// Runs `precis ARGS...` to the end.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
         let output = self.command(args).output().expect("the precis binary runs");
         Run {
             code: output.status.code().unwrap_or(-1),
@@ -151,7 +151,7 @@ impl Precis {
     }
 
     /// Starts `precis ARGS...` with its output captured.
-    pub fn spawn(&self, args: &[&str]) -> Child {
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Child {
         self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

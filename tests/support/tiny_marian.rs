@@ -4,6 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use precis::engines::marian::MARIAN_FILES;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use super::fake_hub::FakeHub;
+use super::precis::{Precis, Run};
 
 pub const ID: &str = "tiny-marian";
 pub const REPO: &str = "test/tiny-marian";
@@ -92,3 +97,59 @@ pub const WORDS: [&str; 16] = [
     "délégation",
     "journalistes",
 ];
+
+/// The fake hub serving the tiny Marian model, a catalog naming it, and a folder for inputs,
+/// outputs and the cache (`$HF_HOME` is its `hf/`).
+pub struct Fixture {
+    pub hub: FakeHub,
+    pub precis: Precis,
+    pub dir: TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Self::serving(true)
+    }
+
+    /// A fixture whose hub serves the model, or (`false`) has nothing.
+    pub fn serving(model: bool) -> Fixture {
+        let hub = FakeHub::start();
+        if model {
+            hub.add_repo(REPO, REVISION, COMMIT, repo_files());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = dir.path().join("catalog");
+        std::fs::create_dir(&catalog).unwrap();
+        write_catalog(&catalog);
+        let precis = Precis::new(&dir.path().join("hf"), &catalog, &hub.endpoint());
+        Fixture { hub, precis, dir }
+    }
+
+    /// Writes an input file in the fixture's folder.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// `precis translate` with the tiny Marian model, greedy, then `extra`.
+    pub fn translate(&self, input: &Path, extra: &[&str]) -> Run {
+        self.precis
+            .run(&greedy_translate_args(input.to_str().unwrap(), extra))
+    }
+
+    /// The translated paragraphs of a `--format json` run.
+    pub fn paragraphs(&self, input: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        let run = self.translate(input, &args);
+        run.expect_code(0);
+        let report: Value = serde_json::from_str(&run.stdout).unwrap();
+        report["translation"]["paragraphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    }
+}

@@ -10,7 +10,8 @@
 //! activation row, and drops it, so the model's memory stays one copy of the GGUF weights.
 //! The sums are the same integers as `kquant`'s; only the order of the float scaling differs.
 
-use super::kquant::{q4k_scales_mins, BlockQ4K, BlockQ6K, BlockQ8K, KQuant, KQuantMatrix, QK_K};
+use super::blocks::{q4k_scales_mins, BlockQ4K, BlockQ6K, BlockQ8K, KQuant, KQuantMatrix, QK_K};
+use crate::infer::cpu::{self, CpuLevel};
 use std::arch::x86_64::*;
 
 /// Weight rows per tile: one 512-bit register of i32 sums.
@@ -18,15 +19,9 @@ const TILE_ROWS: usize = 16;
 /// Activation rows multiplied together against a tile (their sums live in registers).
 const X_ROWS: usize = 8;
 
-/// Whether this CPU has the instructions (checked once).
+/// Whether this CPU runs the tiles (AVX-512 F/BW/VNNI).
 pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-            && std::env::var("PRECIS_KQUANT").map_or(true, |v| v != "avx2")
-    })
+    cpu::level() >= CpuLevel::Avx512Vnni
 }
 
 /// One 256-value block of 16 weight rows, laid out for the kernel.

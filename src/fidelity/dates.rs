@@ -1,0 +1,319 @@
+//! Dates: months, days, parts of a month ("mi-août"), years and weekdays, in either language.
+
+use super::*;
+
+pub(super) const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+pub(super) const MONTHS_FR: [&str; 12] = [
+    "janvier",
+    "fevrier",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "aout",
+    "septembre",
+    "octobre",
+    "novembre",
+    "decembre",
+];
+pub(super) const MONTH_ABBREVIATIONS_EN: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+pub(super) const WEEKDAYS_EN: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+pub(super) const WEEKDAYS_FR: [&str; 7] = [
+    "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+];
+
+/// Where in a month: "mi-août" / "mid-August", "fin mars" / "late March".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Early,
+    Mid,
+    Late,
+}
+
+impl Part {
+    pub(super) fn english(self) -> &'static str {
+        match self {
+            Part::Early => "early",
+            Part::Mid => "mid",
+            Part::Late => "late",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct DateMention {
+    /// 1-12.
+    pub(super) month: usize,
+    pub(super) day: Option<u32>,
+    pub(super) part: Option<Part>,
+    pub(super) year: Option<u32>,
+    pub(super) text: String,
+    /// Byte range in the text, qualifier, day and year included.
+    pub(super) span: (usize, usize),
+}
+
+pub(super) fn dates(text: &str, lang: Language) -> Vec<DateMention> {
+    let toks = tokens(text);
+    let mut out = Vec::new();
+    for (t, &(offset, word)) in toks.iter().enumerate() {
+        // "mi-août" is one token: the qualifier is its prefix.
+        let (prefix_part, bare) = split_part_prefix(word, lang);
+        let Some(month) = month_of(bare, lang) else {
+            continue;
+        };
+        if lang == Language::English && !english_month_is_date(text, &toks, t, bare) {
+            continue;
+        }
+        let mut start = offset;
+        let mut end = offset + word.len();
+        let mut part = prefix_part;
+        let mut day = None;
+        let mut year = None;
+        // Day before the month: "7 octobre", "1er mars", "7 October".
+        if t > 0 {
+            let (o, w) = toks[t - 1];
+            if let Some(d) = day_number(w) {
+                day = Some(d);
+                start = o;
+            }
+        }
+        // Day after the month (English): "October 7", "October 7th", "Oct. 7".
+        let mut next = t + 1;
+        if day.is_none() && lang == Language::English {
+            if let Some(&(o, w)) = toks.get(next) {
+                if let Some(d) = day_number(w) {
+                    day = Some(d);
+                    end = o + w.len();
+                    next += 1;
+                }
+            }
+        }
+        if let Some(&(o, w)) = toks.get(next) {
+            if w.len() == 4 && w.chars().all(|c| c.is_ascii_digit()) {
+                let gap = &text[end..o];
+                if gap.chars().all(|c| c.is_whitespace() || c == ',') && gap.len() <= 3 {
+                    year = w.parse().ok();
+                    end = o + w.len();
+                }
+            }
+        }
+        // A qualifier written before: "fin mars", "début de mars", "à la mi-août" (the last is
+        // one token with its prefix), "late March", "the end of March", "mid March".
+        if part.is_none() {
+            let before: Vec<String> = toks[t.saturating_sub(3)..t]
+                .iter()
+                .map(|(_, w)| fold(w))
+                .collect();
+            let tail: Vec<&str> = before.iter().map(String::as_str).collect();
+            let found = match lang {
+                Language::French => part_before_fr(&tail),
+                Language::English => part_before_en(&tail),
+            };
+            if let Some((p, words)) = found.filter(|_| day.is_none()) {
+                part = Some(p);
+                start = toks[t - words].0;
+            }
+        }
+        out.push(DateMention {
+            month,
+            day,
+            part,
+            year,
+            text: text[start..end].to_string(),
+            span: (start, end),
+        });
+    }
+    out
+}
+
+pub(super) fn split_part_prefix(word: &str, lang: Language) -> (Option<Part>, &str) {
+    let prefixes: &[(&str, Part)] = match lang {
+        Language::French => &[("mi-", Part::Mid)],
+        Language::English => &[("mid-", Part::Mid), ("Mid-", Part::Mid)],
+    };
+    for &(prefix, part) in prefixes {
+        if let Some(rest) = word.strip_prefix(prefix) {
+            return (Some(part), rest);
+        }
+    }
+    (None, word)
+}
+
+pub(super) fn part_before_fr(words: &[&str]) -> Option<(Part, usize)> {
+    match words {
+        [.., "fin", "de"] | [.., "fin", "d"] | [.., "debut", "de"] | [.., "debut", "d"] => Some((
+            if words[words.len() - 2] == "fin" {
+                Part::Late
+            } else {
+                Part::Early
+            },
+            2,
+        )),
+        [.., "fin"] => Some((Part::Late, 1)),
+        [.., "debut"] => Some((Part::Early, 1)),
+        [.., "mi"] => Some((Part::Mid, 1)),
+        _ => None,
+    }
+}
+
+pub(super) fn part_before_en(words: &[&str]) -> Option<(Part, usize)> {
+    match words {
+        [.., "end", "of"] | [.., "close", "of"] => Some((Part::Late, 2)),
+        [.., "beginning", "of"] | [.., "start", "of"] => Some((Part::Early, 2)),
+        [.., "middle", "of"] => Some((Part::Mid, 2)),
+        [.., "late"] => Some((Part::Late, 1)),
+        [.., "early"] => Some((Part::Early, 1)),
+        [.., "mid"] => Some((Part::Mid, 1)),
+        _ => None,
+    }
+}
+
+pub(super) fn month_of(word: &str, lang: Language) -> Option<usize> {
+    match lang {
+        Language::French => {
+            let w = fold(word);
+            MONTHS_FR.iter().position(|m| *m == w).map(|i| i + 1)
+        }
+        Language::English => MONTHS_EN
+            .iter()
+            .position(|m| *m == word)
+            .or_else(|| MONTH_ABBREVIATIONS_EN.iter().position(|m| *m == word))
+            .map(|i| i + 1),
+    }
+}
+
+/// "May" and "March" are also an auxiliary and a verb: capitalised at a sentence start, they
+/// count as months only next to a day, a year or a qualifier.
+pub(super) fn english_month_is_date(
+    text: &str,
+    toks: &[(usize, &str)],
+    t: usize,
+    word: &str,
+) -> bool {
+    if !matches!(word, "May" | "March" | "Mar") {
+        return true;
+    }
+    let sentence_start = text[..toks[t].0]
+        .trim_end()
+        .chars()
+        .next_back()
+        .is_none_or(|c| matches!(c, '.' | '!' | '?' | '"' | '“' | '\n'));
+    if !sentence_start {
+        return true;
+    }
+    let neighbour_is_number = |i: Option<usize>| {
+        i.and_then(|i| toks.get(i))
+            .is_some_and(|(_, w)| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+    };
+    // At a sentence start the word before belongs to the previous sentence.
+    neighbour_is_number(Some(t + 1))
+}
+
+pub(super) fn day_number(word: &str) -> Option<u32> {
+    let digits: String = word.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let suffix = &word[digits.len()..];
+    if digits.is_empty() || !matches!(suffix, "" | "er" | "st" | "nd" | "rd" | "th") {
+        return None;
+    }
+    digits.parse().ok().filter(|d| (1..=31).contains(d))
+}
+
+pub(super) fn date_distance(a: &DateMention, b: &DateMention) -> u32 {
+    u32::from(a.day != b.day) + u32::from(a.part != b.part) + u32::from(a.year != b.year)
+}
+
+/// What differs between a source date and its rendering, if anything does.
+pub(super) fn compare_dates(source: &DateMention, output: &DateMention) -> Option<String> {
+    let month = MONTHS_EN[source.month - 1];
+    if let (Some(a), Some(b)) = (source.year, output.year) {
+        if a != b {
+            return Some(format!("the year changed from {a} to {b}"));
+        }
+    }
+    match (source.day, output.day) {
+        (Some(a), Some(b)) if a != b => {
+            return Some(format!("the day changed from {month} {a} to {month} {b}"))
+        }
+        (None, Some(b)) => {
+            let said = match source.part {
+                Some(p) => format!("{}-{month}", p.english()),
+                None => month.to_string(),
+            };
+            return Some(format!(
+                "the output gives a precise day ({month} {b}) where the source says only {said}"
+            ));
+        }
+        (Some(a), None) => return Some(format!("the day ({month} {a}) was dropped")),
+        _ => {}
+    }
+    match (source.part, output.part) {
+        (Some(a), Some(b)) if a != b => Some(format!(
+            "{}-{month} became {}-{month}",
+            a.english(),
+            b.english()
+        )),
+        (Some(a), None) => Some(format!(
+            "the source says {}-{month}; the output says only {month}",
+            a.english()
+        )),
+        (None, Some(b)) => Some(format!(
+            "the output says {}-{month} where the source says only {month}",
+            b.english()
+        )),
+        _ => None,
+    }
+}
+
+pub(super) fn weekdays(text: &str, lang: Language) -> Vec<(usize, String)> {
+    tokens(text)
+        .into_iter()
+        .filter_map(|(_, w)| {
+            let day = match lang {
+                Language::French => WEEKDAYS_FR.iter().position(|d| *d == fold(w)),
+                Language::English => WEEKDAYS_EN.iter().position(|d| *d == w),
+            }?;
+            Some((day, w.to_string()))
+        })
+        .collect()
+}
+
+/// The date in English at the precision it has: "mid-August 2025", "late March", "October 8".
+pub(super) fn english_date(date: &DateMention) -> String {
+    let month = MONTHS_EN[date.month - 1];
+    let mut text = match (date.part, date.day) {
+        (Some(Part::Mid), _) => format!("mid-{month}"),
+        (Some(part), _) => format!("{} {month}", part.english()),
+        (None, Some(day)) => format!("{month} {day}"),
+        (None, None) => month.to_string(),
+    };
+    match (date.year, date.day.is_some() && date.part.is_none()) {
+        (Some(year), true) => text.push_str(&format!(", {year}")),
+        (Some(year), false) => text.push_str(&format!(" {year}")),
+        (None, _) => {}
+    }
+    text
+}

@@ -1,0 +1,536 @@
+//! Fidelity check: the numbers, dates, names and quotations of an output against its source —
+//! a French paragraph against its English translation, and the English article against the
+//! summary written from it. Language models invent precision ("mi-août" becomes "August 15"),
+//! drop figures and misquote; this finds such differences and reports them with their place.
+//! It never changes any text.
+//!
+//! The checks are lexical and deliberately conservative: each one looks for a fact of one kind
+//! on one side and for its counterpart on the other, accepting the usual ways a translation
+//! may render it (number words, "2 millions" as "2 million", Moscou as Moscow).
+
+use serde::Serialize;
+
+use crate::text::{language::Language, segment::sentences};
+
+mod dates;
+mod names;
+mod numbers;
+mod quotations;
+mod words;
+
+use dates::*;
+use names::*;
+use numbers::*;
+use quotations::*;
+use words::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Number,
+    Date,
+    Name,
+    Quote,
+    /// A web address, which a translation must copy exactly.
+    Link,
+}
+
+/// Which output was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// A translated paragraph against its French source paragraph.
+    Translation,
+    /// The abstractive summary against the (English) article.
+    Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub stage: Stage,
+    /// The expression in the source ("mi-août 2025"), empty when the source has none.
+    pub source_text: String,
+    /// The expression in the output ("August 15, 2025"), empty when the output has none.
+    pub output_text: String,
+    /// 0-based paragraph of the article (translation findings).
+    pub paragraph: Option<usize>,
+    /// 0-based sentence of the summary (summary findings).
+    pub sentence: Option<usize>,
+    pub problem: String,
+}
+
+impl Finding {
+    /// One line for people, with 1-based places.
+    pub fn describe(&self) -> String {
+        let place = match (self.stage, self.paragraph, self.sentence) {
+            (Stage::Translation, Some(p), _) => format!("paragraph {}", p + 1),
+            (Stage::Summary, _, Some(s)) => format!("summary sentence {}", s + 1),
+            (Stage::Translation, None, _) => "translation".to_string(),
+            (Stage::Summary, _, None) => "summary".to_string(),
+        };
+        let kind = match self.kind {
+            Kind::Number => "number",
+            Kind::Date => "date",
+            Kind::Name => "name",
+            Kind::Quote => "quotation",
+            Kind::Link => "link",
+        };
+        let mut line = format!("fidelity ({kind}), {place}: {}", self.problem);
+        match (self.source_text.is_empty(), self.output_text.is_empty()) {
+            (false, false) => line.push_str(&format!(
+                " (source: \"{}\", output: \"{}\")",
+                self.source_text, self.output_text
+            )),
+            (false, true) => line.push_str(&format!(" (source: \"{}\")", self.source_text)),
+            (true, false) => line.push_str(&format!(" (output: \"{}\")", self.output_text)),
+            (true, true) => {}
+        }
+        line
+    }
+}
+
+/// Checks one translated paragraph against its French source paragraph.
+pub fn check_translation(french: &str, english: &str, paragraph: usize) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let finding = |kind, source_text: &str, output_text: &str, problem: String| Finding {
+        kind,
+        stage: Stage::Translation,
+        source_text: source_text.to_string(),
+        output_text: output_text.to_string(),
+        paragraph: Some(paragraph),
+        sentence: None,
+        problem,
+    };
+
+    // Dates first: numbers that belong to a date are judged there, not twice.
+    let fr_dates = dates(french, Language::French);
+    let en_dates = dates(english, Language::English);
+    let mut en_used = vec![false; en_dates.len()];
+    for fr in &fr_dates {
+        let counterpart = (0..en_dates.len())
+            .filter(|&j| !en_used[j] && en_dates[j].month == fr.month)
+            .min_by_key(|&j| date_distance(fr, &en_dates[j]));
+        match counterpart {
+            None => findings.push(finding(
+                Kind::Date,
+                &fr.text,
+                "",
+                format!(
+                    "{} is missing from the translation",
+                    MONTHS_EN[fr.month - 1]
+                ),
+            )),
+            Some(j) => {
+                en_used[j] = true;
+                if let Some(problem) = compare_dates(fr, &en_dates[j]) {
+                    findings.push(finding(Kind::Date, &fr.text, &en_dates[j].text, problem));
+                }
+            }
+        }
+    }
+    for (en, _) in en_dates.iter().zip(&en_used).filter(|(_, &used)| !used) {
+        findings.push(finding(
+            Kind::Date,
+            "",
+            &en.text,
+            "the translation has a date the source does not".to_string(),
+        ));
+    }
+    let fr_weekdays = weekdays(french, Language::French);
+    let en_weekdays = weekdays(english, Language::English);
+    for (day, text) in &fr_weekdays {
+        if !en_weekdays.iter().any(|(d, _)| d == day) {
+            findings.push(finding(
+                Kind::Date,
+                text,
+                "",
+                format!("{} is missing from the translation", WEEKDAYS_EN[*day]),
+            ));
+        }
+    }
+    for (day, text) in &en_weekdays {
+        if !fr_weekdays.iter().any(|(d, _)| d == day) {
+            findings.push(finding(
+                Kind::Date,
+                "",
+                text,
+                "the translation has a weekday the source does not".to_string(),
+            ));
+        }
+    }
+
+    let fr_numbers = numbers(french, Language::French, &fr_dates);
+    let en_numbers = numbers(english, Language::English, &en_dates);
+    for n in &fr_numbers {
+        if !en_numbers.iter().any(|m| n.matches(m))
+            && !has_number_word(english, n, Language::English)
+        {
+            findings.push(finding(
+                Kind::Number,
+                &n.text,
+                "",
+                "the number is missing from the translation".to_string(),
+            ));
+        }
+    }
+    for n in &en_numbers {
+        if !fr_numbers.iter().any(|m| n.matches(m)) && !has_number_word(french, n, Language::French)
+        {
+            findings.push(finding(
+                Kind::Number,
+                "",
+                &n.text,
+                "the translation has a number the source does not".to_string(),
+            ));
+        }
+    }
+
+    let fr_words = normalised_words(french);
+    let en_words = normalised_words(english);
+    // Across languages only names of two words or more are compared ("Dmitri Peskov", "Maison
+    // Blanche"): single capitalised words differ between French and English too often
+    // (Islande / Iceland, Premier ministre / Prime Minister) to be worth a warning.
+    for name in names(french).into_iter().filter(|n| n.contains(' ')) {
+        if !name_present(&name, &en_words, Language::English) {
+            findings.push(finding(
+                Kind::Name,
+                &name,
+                "",
+                "the name is missing from the translation".to_string(),
+            ));
+        }
+    }
+    for name in names(english) {
+        let core = without_common_words(&name);
+        if core.contains(' ') && !name_present(&core, &fr_words, Language::French) {
+            findings.push(finding(
+                Kind::Name,
+                "",
+                &name,
+                "the translation has a name the source does not".to_string(),
+            ));
+        }
+    }
+
+    for link in links(french) {
+        if !english.contains(link) {
+            findings.push(finding(
+                Kind::Link,
+                link,
+                "",
+                "the link is missing from the translation".to_string(),
+            ));
+        }
+    }
+
+    // Quotation marks differ between the languages and within a source (straight, curly,
+    // guillemets, unbalanced ones in text cut from a longer article), so only a quotation
+    // whose marks all vanished, or marks that appear from nowhere, are reported.
+    let fr_quotes = quotations(french);
+    let en_quotes = quotations(english);
+    if !has_quote_marks(english) {
+        for q in &fr_quotes {
+            findings.push(finding(
+                Kind::Quote,
+                q,
+                "",
+                "the translation does not mark this quotation as a quotation".to_string(),
+            ));
+        }
+    }
+    if !has_quote_marks(french) {
+        for q in &en_quotes {
+            findings.push(finding(
+                Kind::Quote,
+                "",
+                q,
+                "the translation quotes words the source does not quote".to_string(),
+            ));
+        }
+    }
+    findings
+}
+
+/// Checks a summary written in English against the English article: every number, date, name
+/// and quotation of the summary should be in the article. (What the summary leaves out is not a
+/// fault.)
+pub fn check_summary(article: &str, summary: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let article_dates = dates(article, Language::English);
+    let article_numbers = numbers(article, Language::English, &article_dates);
+    let article_words = normalised_words(article);
+    let article_quotes = normalise_quote(article);
+    let summary_sentences: Vec<&str> = sentences(summary)
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for (index, sentence) in summary_sentences.iter().enumerate() {
+        let finding = |kind, source_text: &str, output_text: &str, problem: &str| Finding {
+            kind,
+            stage: Stage::Summary,
+            source_text: source_text.to_string(),
+            output_text: output_text.to_string(),
+            paragraph: None,
+            sentence: Some(index),
+            problem: problem.to_string(),
+        };
+        let sentence_dates = dates(sentence, Language::English);
+        for d in &sentence_dates {
+            let same_month: Vec<&DateMention> = article_dates
+                .iter()
+                .filter(|a| a.month == d.month)
+                .collect();
+            if same_month.is_empty() {
+                findings.push(finding(
+                    Kind::Date,
+                    "",
+                    &d.text,
+                    "the article gives no such date",
+                ));
+            } else if !same_month.iter().any(|a| compare_dates(a, d).is_none()) {
+                let closest = same_month
+                    .iter()
+                    .min_by_key(|a| date_distance(a, d))
+                    .expect("not empty");
+                let problem = compare_dates(closest, d).unwrap_or_default();
+                findings.push(finding(Kind::Date, &closest.text, &d.text, &problem));
+            }
+        }
+        for n in numbers(sentence, Language::English, &sentence_dates) {
+            let in_article = article_numbers.iter().any(|m| n.matches(m))
+                || has_number_word(article, &n, Language::English);
+            if !in_article {
+                findings.push(finding(
+                    Kind::Number,
+                    "",
+                    &n.text,
+                    "the article has no such number",
+                ));
+            }
+        }
+        for name in names(sentence) {
+            let core = without_common_words(&name);
+            if !core.is_empty() && !name_present(&core, &article_words, Language::English) {
+                findings.push(finding(
+                    Kind::Name,
+                    "",
+                    &name,
+                    "the article does not name this",
+                ));
+            }
+        }
+        for q in quotations(sentence) {
+            let words = q.split_whitespace().count();
+            if words >= 3 && !article_quotes.contains(&normalise_quote(&q)) {
+                findings.push(finding(
+                    Kind::Quote,
+                    "",
+                    &q,
+                    "the article does not contain these words as quoted",
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// What to tell a translator so that it mends `finding` of a translation: the source's
+/// expression and, for a date, its English at the source's precision. `None` for a finding
+/// that words cannot mend (an invented name has no source text to keep).
+pub fn repair_hint(finding: &Finding) -> Option<String> {
+    let source = finding.source_text.trim();
+    if finding.stage != Stage::Translation || source.is_empty() {
+        return None;
+    }
+    if finding.kind == Kind::Date {
+        if let Some(date) = dates(source, Language::French).first() {
+            let english = english_date(date);
+            let output = finding.output_text.trim();
+            return Some(if output.is_empty() {
+                format!("« {source} » is \"{english}\" in English: keep it, exactly so precise")
+            } else {
+                format!(
+                    "« {source} » is \"{english}\" in English: write \"{english}\", not \
+                     \"{output}\" (the source gives no more than that)"
+                )
+            });
+        }
+    }
+    Some(format!(
+        "keep « {source} » in the translation (the last one: {})",
+        finding.problem
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(findings: &[Finding]) -> Vec<(Kind, &str, &str)> {
+        findings
+            .iter()
+            .map(|f| (f.kind, f.source_text.as_str(), f.output_text.as_str()))
+            .collect()
+    }
+
+    /// Month, day, part of the month, year.
+    type Parsed = (usize, Option<u32>, Option<Part>, Option<u32>);
+
+    #[test]
+    fn repair_hints_give_dates_at_their_precision() {
+        let hint = |source: &str| {
+            let finding = Finding {
+                kind: Kind::Date,
+                stage: Stage::Translation,
+                source_text: source.to_string(),
+                output_text: String::new(),
+                paragraph: Some(0),
+                sentence: None,
+                problem: "p".into(),
+            };
+            repair_hint(&finding).unwrap()
+        };
+        assert!(
+            hint("mi-août 2025").contains("\"mid-August 2025\""),
+            "{}",
+            hint("mi-août 2025")
+        );
+        assert!(hint("Fin mars").contains("\"late March\""));
+        assert!(hint("8 octobre").contains("\"October 8\""));
+        assert!(hint("le 7 octobre 2025").contains("\"October 7, 2025\""));
+    }
+
+    #[test]
+    fn months_qualifiers_days_and_years() {
+        let d = dates(
+            "À la mi-août 2025, puis fin mars et le 7 octobre, début de mai.",
+            Language::French,
+        );
+        let got: Vec<Parsed> = d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
+        assert_eq!(
+            got,
+            [
+                (8, None, Some(Part::Mid), Some(2025)),
+                (3, None, Some(Part::Late), None),
+                (10, Some(7), None, None),
+                (5, None, Some(Part::Early), None)
+            ]
+        );
+        let d = dates("In mid-August 2025 and late March, on October 7, 2025. May I? On Aug. 15 and the end of June.", Language::English);
+        let got: Vec<Parsed> = d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
+        assert_eq!(
+            got,
+            [
+                (8, None, Some(Part::Mid), Some(2025)),
+                (3, None, Some(Part::Late), None),
+                (10, Some(7), None, Some(2025)),
+                (8, Some(15), None, None),
+                (6, None, Some(Part::Late), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_in_both_languages() {
+        let values = |text, lang| -> Vec<Vec<f64>> {
+            numbers(text, lang, &[])
+                .into_iter()
+                .map(|n| n.values)
+                .collect()
+        };
+        assert_eq!(
+            values(
+                "1 000 personnes, 3,5 %, 2,5 millions et 14h30, le 1er.",
+                Language::French
+            ),
+            [
+                vec![1000.0],
+                vec![3.5],
+                vec![2.5, 2.5e6],
+                vec![14.0],
+                vec![30.0]
+            ]
+        );
+        assert_eq!(
+            values("À 11 h et à 11h00.", Language::French),
+            [vec![11.0], vec![11.0]]
+        );
+        assert_eq!(
+            values("At 11:00 and 2:30 p.m.", Language::English),
+            [vec![11.0], vec![2.0, 14.0], vec![30.0]]
+        );
+        assert_eq!(
+            values("1,000 people, 3.5%, 2.5 million, G7.", Language::English),
+            [vec![1000.0], vec![3.5], vec![2.5, 2.5e6]]
+        );
+    }
+
+    #[test]
+    fn names_across_languages() {
+        let fr = "Le président russe Vladimir Poutine a rencontré Donald Trump à Moscou, selon la Maison Blanche.";
+        let en = "Russian President Vladimir Putin met Donald Trump in Moscow, according to the White House.";
+        assert!(
+            check_translation(fr, en, 0).is_empty(),
+            "{:?}",
+            check_translation(fr, en, 0)
+        );
+        let wrong = "Russian President Vladimir Putin met Joe Biden in Moscow, according to the White House.";
+        let findings = check_translation(fr, wrong, 0);
+        let found = problems(&findings);
+        assert!(
+            found.contains(&(Kind::Name, "Donald Trump", "")),
+            "{found:?}"
+        );
+        assert!(found.contains(&(Kind::Name, "", "Joe Biden")), "{found:?}");
+    }
+
+    #[test]
+    fn quotations_lost_and_misquoted() {
+        let fr = "La Maison Blanche a parlé d'« une lumière au bout du tunnel ».";
+        let en = "The White House spoke of a light at the end of the tunnel.";
+        let findings = check_translation(fr, en, 2);
+        let found = problems(&findings);
+        assert_eq!(found, [(Kind::Quote, "une lumière au bout du tunnel", "")]);
+        let article = "The White House said there was \"a light at the end of the tunnel\".";
+        assert!(check_summary(
+            article,
+            "The White House saw “a light at the end of the tunnel”."
+        )
+        .is_empty());
+        let findings = check_summary(article, "The White House saw “the end of the war”.");
+        let found = problems(&findings);
+        assert_eq!(found, [(Kind::Quote, "", "the end of the war")]);
+    }
+
+    #[test]
+    fn summary_inventions_are_found_where_they_are() {
+        let article = "Putin met Trump in Anchorage in mid-August 2025. Three officials attended.";
+        let summary =
+            "Putin and Trump met in Alaska. On August 15, 2025, 3 officials and Macron attended.";
+        let findings = check_summary(article, summary);
+        let found = problems(&findings);
+        assert!(
+            found.contains(&(Kind::Date, "mid-August 2025", "August 15, 2025")),
+            "{found:?}"
+        );
+        assert!(found.contains(&(Kind::Name, "", "Alaska")), "{found:?}");
+        assert!(found.contains(&(Kind::Name, "", "Macron")), "{found:?}");
+        assert!(
+            !found.iter().any(|f| f.0 == Kind::Number),
+            "3 is written out as Three: {found:?}"
+        );
+        assert!(findings
+            .iter()
+            .all(|f| f.stage == Stage::Summary && f.sentence.is_some()));
+        assert_eq!(
+            findings
+                .iter()
+                .find(|f| f.output_text == "Alaska")
+                .unwrap()
+                .sentence,
+            Some(0)
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Numbers: figures, number words and scales ("2 millions" as "2 million"), in either language.
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub(super) struct NumberMention {
+    pub(super) text: String,
+    /// The value as written, and scaled when a scale word follows ("2 million": 2 and 2e6).
+    pub(super) values: Vec<f64>,
+}
+
+impl NumberMention {
+    pub(super) fn matches(&self, other: &NumberMention) -> bool {
+        self.values.iter().any(|a| {
+            other
+                .values
+                .iter()
+                .any(|b| (a - b).abs() <= 1e-9 * a.abs().max(1.0))
+        })
+    }
+}
+
+pub(super) const SCALES: &[(&str, f64)] = &[
+    ("thousand", 1e3),
+    ("mille", 1e3),
+    ("million", 1e6),
+    ("millions", 1e6),
+    ("milliard", 1e9),
+    ("milliards", 1e9),
+    ("billion", 1e9),
+    ("billions", 1e9),
+    ("bn", 1e9),
+    ("m", 1e6),
+];
+
+/// Numbers written with digits, except those inside dates already found, and ordinals of
+/// centuries or lists that rarely carry facts are kept too: a number is a number.
+pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<NumberMention> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (start, c) = chars[i];
+        let preceded_by_word = i > 0 && chars[i - 1].1.is_alphabetic();
+        if !c.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        if preceded_by_word {
+            // "G7", the "30" of "14h30": part of a word, not a quantity.
+            while i < chars.len() && chars[i].1.is_ascii_digit() {
+                i += 1;
+            }
+            continue;
+        }
+        // Digits, with the separators of the language between groups.
+        let mut j = i;
+        let mut raw = String::new();
+        while j < chars.len() {
+            let cj = chars[j].1;
+            let next_digit = chars.get(j + 1).is_some_and(|&(_, n)| n.is_ascii_digit());
+            let group_of_three = (j + 1..j + 4)
+                .all(|k| chars.get(k).is_some_and(|&(_, n)| n.is_ascii_digit()))
+                && !chars.get(j + 4).is_some_and(|&(_, n)| n.is_ascii_digit());
+            let separator = next_digit
+                && match lang {
+                    Language::French => {
+                        (matches!(cj, ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}' | '.')
+                            && group_of_three)
+                            || cj == ','
+                    }
+                    Language::English => (cj == ',' && group_of_three) || cj == '.',
+                };
+            if !cj.is_ascii_digit() && !separator {
+                break;
+            }
+            raw.push(cj);
+            j += 1;
+        }
+        let end = chars.get(j).map_or(text.len(), |&(b, _)| b);
+        let in_date = dates.iter().any(|d| d.span.0 <= start && end <= d.span.1);
+        // A time: "11:00", "11 h", "11h30". The hour is a number like any other (and 2 p.m.
+        // may be written 14 h); the minutes count only when they are not zero.
+        let clock = match (lang, chars.get(j).map(|c| c.1)) {
+            (Language::English, Some(':')) | (Language::French, Some('h')) => {
+                let minutes: String = chars[j + 1..]
+                    .iter()
+                    .map(|c| c.1)
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                let after = chars.get(j + 1 + minutes.len()).map(|c| c.1);
+                let well_formed = (minutes.len() == 2
+                    || (lang == Language::French && minutes.is_empty()))
+                    && !after.is_some_and(char::is_alphabetic);
+                well_formed.then_some(minutes)
+            }
+            _ => None,
+        };
+        if let Some(minutes) = clock {
+            i = j + 1 + minutes.len();
+            if in_date {
+                continue;
+            }
+            if let Ok(hour) = raw.parse::<f64>() {
+                out.push(NumberMention {
+                    text: text[start..end].to_string(),
+                    values: clock_values(hour, text, chars.get(i).map_or(text.len(), |c| c.0)),
+                });
+            }
+            if let Ok(m) = minutes.parse::<f64>() {
+                if m > 0.0 {
+                    out.push(NumberMention {
+                        text: minutes.clone(),
+                        values: vec![m],
+                    });
+                }
+            }
+            continue;
+        }
+        let followed_by_letter = chars.get(j).is_some_and(|&(_, n)| n.is_alphabetic());
+        // "1er", "2nd", "3D", "5G": ordinals and codes, not quantities to compare.
+        let ordinal_or_code = followed_by_letter;
+        i = j.max(i + 1);
+        if in_date || ordinal_or_code {
+            continue;
+        }
+        let Some(value) = parse_number(&raw, lang) else {
+            continue;
+        };
+        let mut values = vec![value];
+        let rest = text[end..].trim_start();
+        let next_word: String = rest.chars().take_while(|c| c.is_alphabetic()).collect();
+        let mut shown = text[start..end].to_string();
+        if let Some(&(word, scale)) = SCALES
+            .iter()
+            .find(|(w, _)| next_word.eq_ignore_ascii_case(w))
+        {
+            values.push(value * scale);
+            shown = format!("{shown} {word}");
+        }
+        out.push(NumberMention {
+            text: shown,
+            values,
+        });
+    }
+    out
+}
+
+/// An hour, and the same hour on the 24-hour clock when "p.m." follows.
+pub(super) fn clock_values(hour: f64, text: &str, end: usize) -> Vec<f64> {
+    let rest = text[end..].trim_start().to_ascii_lowercase();
+    if (rest.starts_with("p.m") || rest.starts_with("pm")) && hour < 12.0 {
+        vec![hour, hour + 12.0]
+    } else {
+        vec![hour]
+    }
+}
+
+pub(super) fn parse_number(raw: &str, lang: Language) -> Option<f64> {
+    let cleaned: String = match lang {
+        Language::French => raw
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}' | '.'))
+            .map(|c| if c == ',' { '.' } else { c })
+            .collect(),
+        Language::English => raw.chars().filter(|&c| c != ',').collect(),
+    };
+    cleaned.parse().ok()
+}
+
+pub(super) const NUMBER_WORDS_EN: &[(&str, f64)] = &[
+    ("zero", 0.0),
+    ("one", 1.0),
+    ("two", 2.0),
+    ("three", 3.0),
+    ("four", 4.0),
+    ("five", 5.0),
+    ("six", 6.0),
+    ("seven", 7.0),
+    ("eight", 8.0),
+    ("nine", 9.0),
+    ("ten", 10.0),
+    ("eleven", 11.0),
+    ("twelve", 12.0),
+    ("thirteen", 13.0),
+    ("fourteen", 14.0),
+    ("fifteen", 15.0),
+    ("sixteen", 16.0),
+    ("seventeen", 17.0),
+    ("eighteen", 18.0),
+    ("nineteen", 19.0),
+    ("twenty", 20.0),
+    ("thirty", 30.0),
+    ("forty", 40.0),
+    ("fifty", 50.0),
+    ("sixty", 60.0),
+    ("seventy", 70.0),
+    ("eighty", 80.0),
+    ("ninety", 90.0),
+    ("hundred", 100.0),
+    ("thousand", 1000.0),
+    ("first", 1.0),
+    ("second", 2.0),
+    ("third", 3.0),
+    ("both", 2.0),
+    ("dozen", 12.0),
+    ("half", 0.5),
+];
+
+pub(super) const NUMBER_WORDS_FR: &[(&str, f64)] = &[
+    ("zero", 0.0),
+    ("un", 1.0),
+    ("une", 1.0),
+    ("deux", 2.0),
+    ("trois", 3.0),
+    ("quatre", 4.0),
+    ("cinq", 5.0),
+    ("six", 6.0),
+    ("sept", 7.0),
+    ("huit", 8.0),
+    ("neuf", 9.0),
+    ("dix", 10.0),
+    ("onze", 11.0),
+    ("douze", 12.0),
+    ("treize", 13.0),
+    ("quatorze", 14.0),
+    ("quinze", 15.0),
+    ("seize", 16.0),
+    ("vingt", 20.0),
+    ("trente", 30.0),
+    ("quarante", 40.0),
+    ("cinquante", 50.0),
+    ("soixante", 60.0),
+    ("cent", 100.0),
+    ("mille", 1000.0),
+    ("premier", 1.0),
+    ("premiere", 1.0),
+    ("deuxieme", 2.0),
+    ("second", 2.0),
+    ("seconde", 2.0),
+    ("troisieme", 3.0),
+    ("moitie", 0.5),
+    ("douzaine", 12.0),
+];
+
+/// Is the number written out in words in `text` ("three" for 3, "trois" for 3)?
+pub(super) fn has_number_word(text: &str, number: &NumberMention, lang: Language) -> bool {
+    let table = match lang {
+        Language::English => NUMBER_WORDS_EN,
+        Language::French => NUMBER_WORDS_FR,
+    };
+    let words = normalised_words(text);
+    table.iter().any(|(word, value)| {
+        number.values.iter().any(|v| v == value) && words.iter().any(|w| w == word)
+    })
+}

@@ -1,0 +1,255 @@
+//! One article, end to end: the engines chosen and loaded, the translation, the summary, the
+//! fidelity check, and the report of all of it with its timings. The commands parse, call
+//! [`run_article`] and render; nothing here prints.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{
+    check_fidelity,
+    models::{Chosen, ModelSource, TranslatorChoice},
+    summarize_article, translate_article, PipelineError, Progress, SentenceVectors, Summary,
+    SummaryOptions, Timings, TranslatedParagraph, Translation,
+};
+use crate::{
+    engines::{
+        tasks::{LlmTranslator, Output, Translator},
+        MarianTranslator,
+    },
+    fidelity::Finding,
+    interrupt,
+    text::Article,
+};
+
+/// Sentences per Marian batch: a paragraph's sentences usually fit in one.
+const MARIAN_BATCH: usize = 16;
+
+/// What is asked of the article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Translation and summary.
+    Run,
+    Translate,
+    /// The summary of an English article.
+    Summarize,
+}
+
+/// An article job's settings, validated.
+#[derive(Debug, Clone)]
+pub struct ArticleJob {
+    pub job: Job,
+    pub translator: TranslatorChoice,
+    /// The Marian model, for `Marian` and `Auto`.
+    pub translation_model: String,
+    /// The generator; the catalog's default when `None`.
+    pub model: Option<String>,
+    /// Marian's beam width; its generation config's when `None`.
+    pub beams: Option<usize>,
+    /// The most tokens the language model may generate in one request.
+    pub max_tokens: usize,
+    /// Key sentences.
+    pub sentences: usize,
+    pub extractive: bool,
+    pub abstractive: bool,
+}
+
+#[derive(Serialize)]
+pub struct ArticleReport {
+    pub input: InputInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation: Option<TranslationReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// Numbers, dates, names and quotations that differ between a source and its output.
+    pub fidelity: Vec<Finding>,
+    pub timings: Timings,
+    pub warnings: Vec<String>,
+    /// The article as parsed, to put the translation back in its layout.
+    #[serde(skip)]
+    pub article: Article,
+}
+
+#[derive(Serialize)]
+pub struct InputInfo {
+    pub source: String,
+    pub paragraphs: usize,
+    pub characters: usize,
+}
+
+#[derive(Serialize)]
+pub struct TranslationReport {
+    pub model: String,
+    /// The English paragraphs, in the order of the source.
+    pub paragraphs: Vec<String>,
+    /// Per paragraph: the source, and each model request with its token counts.
+    pub details: Vec<TranslatedParagraph>,
+}
+
+impl ArticleReport {
+    /// Every model request of the run, translation first.
+    pub fn requests(&self) -> impl Iterator<Item = &Output> {
+        let translation = self
+            .translation
+            .iter()
+            .flat_map(|t| t.details.iter().flat_map(|p| p.requests.iter()));
+        let summary = self
+            .summary
+            .iter()
+            .filter_map(|s| s.abstractive.as_ref())
+            .map(|a| &a.request);
+        translation.chain(summary)
+    }
+}
+
+/// Runs the job on the article `text` (from `source_name`); `warnings` are those found so far
+/// (the input's), which the report carries with the job's own.
+pub fn run_article(
+    job: &ArticleJob,
+    models: ModelSource<'_>,
+    source_name: &str,
+    text: &str,
+    mut warnings: Vec<String>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<ArticleReport, PipelineError> {
+    let started = Instant::now();
+    let article = Article::parse(text);
+    let mut timings = Timings::default();
+
+    let load_started = Instant::now();
+    let chosen = match job.job {
+        Job::Summarize => None,
+        Job::Run | Job::Translate => Some(models.choose_translator(
+            job.translator,
+            &job.translation_model,
+            job.model.as_deref(),
+            job.beams,
+            progress,
+        )?),
+    };
+    // The LLM is loaded only when something needs it: the translation, or the abstractive
+    // summary.
+    let llm_translates = matches!(chosen, Some(Chosen::Llm));
+    let llm_summarises = job.job != Job::Translate && job.abstractive;
+    let mut generator = if llm_translates || llm_summarises {
+        Some(models.load_generator(job.model.as_deref(), progress)?)
+    } else {
+        None
+    };
+    timings.load_ms = load_started.elapsed().as_millis() as u64;
+
+    let translation = match &chosen {
+        None => None,
+        Some(chosen) => {
+            let translate_started = Instant::now();
+            let (mut marian, mut llm);
+            let translator: &mut dyn Translator = match (chosen, generator.as_mut()) {
+                (Chosen::Marian { engine, id }, _) => {
+                    let mut search = engine.search_config().clone();
+                    if let Some(beams) = job.beams {
+                        search.num_beams = beams;
+                    }
+                    marian = MarianTranslator {
+                        engine,
+                        model_id: id.clone(),
+                        search,
+                        max_batch: MARIAN_BATCH,
+                    };
+                    &mut marian
+                }
+                (Chosen::Llm, Some((engine, model_id))) => {
+                    llm = LlmTranslator {
+                        engine,
+                        model_id: model_id.clone(),
+                        max_new_tokens: job.max_tokens,
+                    };
+                    &mut llm
+                }
+                (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
+            };
+            let translation =
+                stoppable(|| translate_article(translator, &article, progress, &mut warnings))?;
+            timings.translate_ms = translate_started.elapsed().as_millis() as u64;
+            Some(translation)
+        }
+    };
+
+    let summary = if job.job == Job::Translate {
+        None
+    } else {
+        let embed_started = Instant::now();
+        let embedder = models.load_embedder(&mut warnings);
+        timings.embed_load_ms = embed_started.elapsed().as_millis() as u64;
+        let vectors = match &embedder {
+            Some((embedder, model_id)) => SentenceVectors::Embedder {
+                embedder,
+                model_id: model_id.clone(),
+            },
+            None => SentenceVectors::TfIdf,
+        };
+        let summarize_started = Instant::now();
+        let paragraphs: Vec<String> = match &translation {
+            Some(t) => t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+            None => article.paragraphs.iter().map(|p| p.text.clone()).collect(),
+        };
+        let options = SummaryOptions {
+            sentences: job.sentences,
+            extractive: job.extractive,
+            abstractive: job.abstractive,
+            max_new_tokens: job.max_tokens,
+        };
+        let summary = stoppable(|| {
+            summarize_article(
+                generator.as_mut().map(|(e, id)| (e, id.as_str())),
+                &vectors,
+                &paragraphs,
+                &options,
+                progress,
+                &mut warnings,
+            )
+        })?;
+        timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
+        Some(summary)
+    };
+
+    let fidelity_started = Instant::now();
+    let fidelity = check_fidelity(&article, translation.as_ref(), summary.as_ref());
+    timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
+
+    let mut report = ArticleReport {
+        input: InputInfo {
+            source: source_name.to_string(),
+            paragraphs: article.paragraphs.len(),
+            characters: text.chars().count(),
+        },
+        translation: translation.map(|t: Translation| TranslationReport {
+            model: t.model.clone(),
+            paragraphs: t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+            details: t.paragraphs,
+        }),
+        summary,
+        fidelity,
+        timings,
+        warnings,
+        article,
+    };
+    let mut timings = report.timings.clone();
+    timings.set_token_figures(report.requests());
+    timings.total_ms = started.elapsed().as_millis() as u64;
+    report.timings = timings;
+    Ok(report)
+}
+
+/// Runs work that checks for Ctrl-C itself (per token, per batch, per paragraph), so a Ctrl-C
+/// stops it cleanly instead of ending the process; a Ctrl-C that came too late for its checks
+/// still stops the job before the next stage.
+fn stoppable<T>(work: impl FnOnce() -> Result<T, PipelineError>) -> Result<T, PipelineError> {
+    let result = {
+        let _deferral = interrupt::defer();
+        work()?
+    };
+    if interrupt::requested() {
+        return Err(PipelineError::Interrupted);
+    }
+    Ok(result)
+}
