@@ -87,6 +87,7 @@ fn main() {
                 .unwrap_or(256),
             repetition: None,
             lookup,
+            ..GenerateOptions::default()
         };
         let wall = Instant::now();
         let out = engine

@@ -126,6 +126,12 @@ pub struct ArticleArgs {
     #[arg(long, value_name = "ID", default_value = "opus-mt-fr-en")]
     pub translation_model: String,
 
+    /// Terms to translate one way (TSV: `french<TAB>english`, one a line), or to keep as they
+    /// are (a term alone); `#` starts a comment line. The terms go with each request, and a
+    /// term not used is reported and repaired like any fidelity finding
+    #[arg(long, value_name = "FILE")]
+    pub glossary: Option<PathBuf>,
+
     #[arg(long, value_name = "N", value_parser = BEAMS.map(non_zero), allow_negative_numbers = true,
           help = BEAMS.help("Beam width of the Marian translator; 1 is greedy (default: the \
                              model's generation config, 4 for opus-mt)"))]

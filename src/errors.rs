@@ -27,6 +27,7 @@ macro_rules! kind_of_library_errors {
 kind_of_library_errors!(
     crate::files::OutputError,
     crate::text::input::InputError,
+    crate::fidelity::GlossaryError,
     crate::load::LoadError,
     crate::pipeline::PipelineError,
     crate::engines::EngineError,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use precis::{
     failure::FailureKind,
+    fidelity::Glossary,
     files::Target,
     pipeline::{ArticleJob, Job, TranslatorChoice},
     text::input,
@@ -30,6 +31,10 @@ pub struct ArticleSettings {
 impl ArticleSettings {
     pub fn new(job: Job, args: ArticleArgs) -> anyhow::Result<Self> {
         let output = output_target(&args.input, args.output.as_deref())?;
+        let glossary = match &args.glossary {
+            Some(path) => read_glossary(path)?,
+            None => Glossary::default(),
+        };
         let translator = match args.translator {
             cli::TranslatorChoice::Auto => TranslatorChoice::Auto,
             cli::TranslatorChoice::Marian => TranslatorChoice::Marian,
@@ -53,9 +58,25 @@ impl ArticleSettings {
                 sentences: args.summary.sentences,
                 extractive: !args.summary.no_extractive,
                 abstractive: !args.summary.no_abstractive,
+                glossary,
             },
         })
     }
+}
+
+/// The `--glossary` file, parsed; a file that cannot be read or parsed is a usage error.
+fn read_glossary(path: &Path) -> anyhow::Result<Glossary> {
+    let text = std::fs::read_to_string(path).map_err(|e| CommandFailure {
+        kind: FailureKind::Usage,
+        message: format!("cannot read the glossary {}: {e}", path.display()),
+    })?;
+    Glossary::parse(&text).map_err(|e| {
+        CommandFailure {
+            kind: FailureKind::Usage,
+            message: format!("{}: {e}", path.display()),
+        }
+        .into()
+    })
 }
 
 /// The checked place for the result; never the input file itself.

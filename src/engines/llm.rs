@@ -1,8 +1,12 @@
 //! A chat model (Qwen2 GGUF) that turns messages into a streamed, greedy reply.
 
-use super::EngineError;
+use super::{
+    constraint::{FactRules, KeepsToFacts},
+    EngineError,
+};
 use crate::infer::{
-    decode, DecodeOptions, DecodeStats, PromptLookup, Qwen2, RepetitionGuard, StopReason,
+    decode::{self, TokenConstraint},
+    DecodeOptions, DecodeStats, PromptLookup, Qwen2, RepetitionGuard, StopReason,
 };
 use crate::load::ModelFiles;
 use crate::tokenize::{ChatMessage, ChatTemplate, GgufTokenizer, Utf8Stream};
@@ -23,6 +27,12 @@ pub struct GenerateOptions {
     pub repetition: Option<RepetitionGuard>,
     /// Drafts from the prompt, checked in one pass each; the reply is the same without them.
     pub lookup: Option<PromptLookup>,
+    /// The numbers and dates the reply may write (constrained decoding, [`KeepsToFacts`]);
+    /// `None` leaves them free.
+    pub facts: Option<FactRules>,
+    /// The reply's first words, given: the model writes what follows them (a repair that keeps
+    /// a translation up to its first error). They are part of [`Generation::text`].
+    pub reply_start: Option<String>,
 }
 
 impl Default for GenerateOptions {
@@ -31,6 +41,8 @@ impl Default for GenerateOptions {
             max_new_tokens: 1024,
             repetition: Some(RepetitionGuard::default()),
             lookup: Some(PromptLookup::default()),
+            facts: None,
+            reply_start: None,
         }
     }
 }
@@ -50,8 +62,8 @@ pub struct TokenEvent<'a> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
-    /// The reply without control tokens; equal to the concatenation of the streamed pieces.
-    /// A character left incomplete when generation stopped is dropped.
+    /// The reply without control tokens: the given start of the reply, if any, then the
+    /// streamed pieces. A character left incomplete when generation stopped is dropped.
     pub text: String,
     /// Generated ids, the stop token included when there was one.
     pub tokens: Vec<u32>,
@@ -136,7 +148,13 @@ impl LlmEngine {
         mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Generation, EngineError> {
         let started = std::time::Instant::now();
-        let prompt = self.encode_chat(messages)?;
+        let mut prompt = self.encode_chat(messages)?;
+        let reply_start = opts.reply_start.as_deref().unwrap_or_default();
+        prompt.extend(
+            self.tokenizer
+                .encode_text(reply_start)
+                .map_err(EngineError::Prompt)?,
+        );
         let tokenize_time = started.elapsed();
         let decode_opts = DecodeOptions {
             max_new_tokens: opts.max_new_tokens,
@@ -145,18 +163,28 @@ impl LlmEngine {
             lookup: opts.lookup,
         };
         let mut stream = Utf8Stream::new();
-        let mut text = String::new();
+        let mut text = reply_start.to_string();
         let tokenizer = &self.tokenizer;
-        let decoded = decode::greedy(&mut self.model, &prompt, &decode_opts, |step| {
-            let piece = stream.push(tokenizer.text_piece(step.token));
-            text.push_str(&piece);
-            on_token(&TokenEvent {
-                index: step.index,
-                token: step.token,
-                text: &piece,
-                logits: step.logits,
-            })
-        })
+        let facts = opts
+            .facts
+            .as_ref()
+            .map(|rules| KeepsToFacts::new(tokenizer, rules));
+        let decoded = decode::constrained(
+            &mut self.model,
+            &prompt,
+            &decode_opts,
+            facts.as_ref().map(|c| c as &dyn TokenConstraint),
+            |step| {
+                let piece = stream.push(tokenizer.text_piece(step.token));
+                text.push_str(&piece);
+                on_token(&TokenEvent {
+                    index: step.index,
+                    token: step.token,
+                    text: &piece,
+                    logits: step.logits,
+                })
+            },
+        )
         .map_err(EngineError::Generate)?;
         Ok(Generation {
             text,

@@ -1,6 +1,7 @@
 //! Engines compose load, tokenise and infer into the capabilities the pipeline needs. Each
 //! loads from the model's files as the store resolves them (`load::ModelFiles`).
 
+pub mod constraint;
 pub mod embedder;
 pub mod llm;
 pub mod marian;

@@ -5,7 +5,9 @@ use std::{ops::ControlFlow, time::Duration};
 
 use serde::Serialize;
 
-use super::{ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason};
+use super::{
+    constraint::FactRules, ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason,
+};
 
 /// Progress of one model request, for progress bars.
 pub struct TokenProgress<'a> {
@@ -61,16 +63,29 @@ pub trait Translator {
         french: &str,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError>;
-    /// Translates again, told what to take care of (`hints`, one a line); `None` from a
-    /// translator that takes no instructions (Marian).
-    fn translate_with_hints(
+    /// Translates with guidance (what to take care of, which numbers it may write); `None`
+    /// from a translator that takes none (Marian).
+    fn translate_guided(
         &mut self,
         _french: &str,
-        _hints: &[String],
+        _guidance: &Guidance,
         _on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Option<Output>, EngineError> {
         Ok(None)
     }
+}
+
+/// What a translator is told beyond the text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guidance {
+    /// What to take care of, one a line in the request ("« mi-août » is \"mid-August\"").
+    pub hints: Vec<String>,
+    /// The numbers and dates the translation may write, enforced while decoding; `None`
+    /// leaves them free.
+    pub facts: Option<FactRules>,
+    /// The translation's first words, kept from an earlier translation: the model goes on
+    /// from them.
+    pub reply_start: Option<String>,
 }
 
 const TRANSLATE_SYSTEM: &str = "You translate French news text into English, faithfully and \
@@ -156,16 +171,16 @@ impl Translator for LlmTranslator<'_> {
         french: &str,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError> {
-        self.request(french, &[], on_token)
+        self.request(french, &Guidance::default(), on_token)
     }
 
-    fn translate_with_hints(
+    fn translate_guided(
         &mut self,
         french: &str,
-        hints: &[String],
+        guidance: &Guidance,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Option<Output>, EngineError> {
-        self.request(french, hints, on_token).map(Some)
+        self.request(french, guidance, on_token).map(Some)
     }
 }
 
@@ -173,7 +188,7 @@ impl LlmTranslator<'_> {
     fn request(
         &mut self,
         french: &str,
-        hints: &[String],
+        guidance: &Guidance,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError> {
         // English takes fewer tokens than French; twice the source leaves room for any
@@ -181,9 +196,11 @@ impl LlmTranslator<'_> {
         let budget = 2 * self.count_tokens(french)? + 32;
         let options = GenerateOptions {
             max_new_tokens: budget.min(self.max_new_tokens),
+            facts: guidance.facts.clone(),
+            reply_start: guidance.reply_start.clone(),
             ..GenerateOptions::default()
         };
-        let messages = hinted_translation_messages(french, hints);
+        let messages = hinted_translation_messages(french, &guidance.hints);
         run(self.engine, &messages, &options, on_token)
     }
 }

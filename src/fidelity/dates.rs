@@ -76,6 +76,54 @@ pub(super) struct DateMention {
     pub(super) span: (usize, usize),
 }
 
+/// The days of the month that the French text gives ("le 8 octobre" gives "8"): the only ones a
+/// translation may write after a month's name.
+pub fn day_forms(french: &str) -> Vec<String> {
+    let mut days: Vec<String> = dates(french, Language::French)
+        .iter()
+        .filter_map(|d| d.day.map(|day| day.to_string()))
+        .collect();
+    days.sort();
+    days.dedup();
+    days
+}
+
+/// The months that the French text gives only as a part of the month ("mi-août", twice if
+/// need be, and no "15 août" beside it), each with the English words that may come just before
+/// its name ("mid-", "the middle of "): a translation must not name the month without them.
+pub fn qualified_months(french: &str) -> Vec<(String, Vec<String>)> {
+    let mentions = dates(french, Language::French);
+    let mut out = Vec::new();
+    for month in 1..=12 {
+        let parts: Vec<Option<Part>> = mentions
+            .iter()
+            .filter(|d| d.month == month)
+            .map(|d| if d.day.is_some() { None } else { d.part })
+            .collect();
+        let Some(&Some(part)) = parts.first() else {
+            continue;
+        };
+        if parts.iter().any(|p| *p != Some(part)) {
+            continue;
+        }
+        let before: &[&str] = match part {
+            Part::Early => &["early ", "beginning of ", "start of "],
+            Part::Mid => &["mid-", "mid ", "middle of "],
+            Part::Late => &["late ", "end of "],
+        };
+        let before = before
+            .iter()
+            .flat_map(|b| {
+                let mut capital = b.to_string();
+                capital[..1].make_ascii_uppercase();
+                [b.to_string(), capital]
+            })
+            .collect();
+        out.push((MONTHS_EN[month - 1].to_string(), before));
+    }
+    out
+}
+
 pub(super) fn dates(text: &str, lang: Language) -> Vec<DateMention> {
     let toks = tokens(text);
     let mut out = Vec::new();
@@ -112,10 +160,17 @@ pub(super) fn dates(text: &str, lang: Language) -> Vec<DateMention> {
                 }
             }
         }
+        // "in mid-August of 2025"
+        if lang == Language::English && toks.get(next).is_some_and(|&(_, w)| w == "of") {
+            next += 1;
+        }
         if let Some(&(o, w)) = toks.get(next) {
             if w.len() == 4 && w.chars().all(|c| c.is_ascii_digit()) {
                 let gap = &text[end..o];
-                if gap.chars().all(|c| c.is_whitespace() || c == ',') && gap.len() <= 3 {
+                let separated =
+                    gap.chars().all(|c| c.is_whitespace() || c == ',') && gap.len() <= 3;
+                let of_year = lang == Language::English && gap.trim() == "of";
+                if separated || of_year {
                     year = w.parse().ok();
                     end = o + w.len();
                 }

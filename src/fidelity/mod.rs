@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::text::{language::Language, segment::sentences};
 
+mod coverage;
 mod dates;
+mod glossary;
 mod names;
 mod numbers;
 mod quotations;
@@ -24,6 +26,10 @@ use numbers::*;
 use quotations::*;
 use words::*;
 
+pub use dates::{day_forms, qualified_months};
+pub use glossary::{Glossary, GlossaryError, Term};
+pub use numbers::digit_forms;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -33,6 +39,10 @@ pub enum Kind {
     Quote,
     /// A web address, which a translation must copy exactly.
     Link,
+    /// A translation too short to hold all of its source.
+    Omission,
+    /// A term of the user's glossary not rendered as the glossary says.
+    Glossary,
 }
 
 /// Which output was checked.
@@ -75,6 +85,8 @@ impl Finding {
             Kind::Name => "name",
             Kind::Quote => "quotation",
             Kind::Link => "link",
+            Kind::Omission => "omission",
+            Kind::Glossary => "glossary",
         };
         let mut line = format!("fidelity ({kind}), {place}: {}", self.problem);
         match (self.source_text.is_empty(), self.output_text.is_empty()) {
@@ -224,6 +236,18 @@ pub fn check_translation(french: &str, english: &str, paragraph: usize) -> Vec<F
         }
     }
 
+    for shortfall in coverage::shortfalls(french, english) {
+        findings.push(finding(
+            Kind::Omission,
+            shortfall.source,
+            shortfall.output,
+            format!(
+                "the translation is {:.0}% of the source's length; part of it seems dropped",
+                100.0 * shortfall.share
+            ),
+        ));
+    }
+
     // Quotation marks differ between the languages and within a source (straight, curly,
     // guillemets, unbalanced ones in text cut from a longer article), so only a quotation
     // whose marks all vanished, or marks that appear from nowhere, are reported.
@@ -338,10 +362,11 @@ pub fn check_summary(article: &str, summary: &str) -> Vec<Finding> {
 
 /// What to tell a translator so that it mends `finding` of a translation: the source's
 /// expression and, for a date, its English at the source's precision. `None` for a finding
-/// that words cannot mend (an invented name has no source text to keep).
+/// that words cannot mend (an invented name has no source text to keep), and for a glossary
+/// term, whose hint is the glossary's own ([`Term::hint`]).
 pub fn repair_hint(finding: &Finding) -> Option<String> {
     let source = finding.source_text.trim();
-    if finding.stage != Stage::Translation || source.is_empty() {
+    if finding.stage != Stage::Translation || source.is_empty() || finding.kind == Kind::Glossary {
         return None;
     }
     if finding.kind == Kind::Date {
@@ -358,11 +383,68 @@ pub fn repair_hint(finding: &Finding) -> Option<String> {
             });
         }
     }
+    if finding.kind == Kind::Omission {
+        return Some(format!(
+            "translate all of « {source} », every clause of it: the last translation left part \
+             of it out"
+        ));
+    }
     Some(format!(
         "keep « {source} » in the translation (the last one: {})",
         finding.problem
     ))
 }
+
+/// The start of a repaired translation, kept from `text`: its words before the first wrong
+/// number or date that `findings` point at, without the preposition in front of it; for a
+/// date written more precisely than its source, followed by the date in the source's precision
+/// ("On August 15, 2025, Russian..." starts again as "In mid-August 2025"). `None` when no
+/// finding shows where the error is, or it is at the start with nothing to put there.
+pub fn repair_start(text: &str, findings: &[Finding]) -> Option<String> {
+    let (at, finding) = findings
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Number | Kind::Date))
+        .filter(|f| f.stage == Stage::Translation && !f.output_text.is_empty())
+        .filter_map(|f| text.find(f.output_text.as_str()).map(|at| (at, f)))
+        .min_by_key(|(at, _)| *at)?;
+    let mut before = text[..at].trim_end();
+    if let Some((rest, last)) = before.rsplit_once(' ').or(Some(("", before))) {
+        if DATE_PREPOSITIONS.contains(&last.to_lowercase().as_str()) {
+            before = rest.trim_end();
+        }
+    }
+    let date = (finding.kind == Kind::Date)
+        .then(|| {
+            dates(&finding.source_text, Language::French)
+                .into_iter()
+                .next()
+        })
+        .flatten();
+    let Some(date) = date else {
+        return (!before.is_empty()).then(|| before.to_string());
+    };
+    let preposition = if date.day.is_some() && date.part.is_none() {
+        "on"
+    } else {
+        "in"
+    };
+    let starts_sentence = before.is_empty() || before.ends_with(['.', '!', '?', ':']);
+    let preposition = if starts_sentence {
+        let mut p = preposition.to_string();
+        p[..1].make_ascii_uppercase();
+        p
+    } else {
+        preposition.to_string()
+    };
+    let space = if before.is_empty() { "" } else { " " };
+    Some(format!(
+        "{before}{space}{preposition} {}",
+        english_date(&date)
+    ))
+}
+
+/// Words that stand before a date in English, replaced with the one its precision needs.
+const DATE_PREPOSITIONS: [&str; 4] = ["on", "in", "at", "by"];
 
 #[cfg(test)]
 mod tests {
@@ -403,6 +485,40 @@ mod tests {
     }
 
     #[test]
+    fn a_repair_starts_with_the_words_before_the_error_and_the_right_date() {
+        let date = |source: &str, output: &str| Finding {
+            kind: Kind::Date,
+            stage: Stage::Translation,
+            source_text: source.to_string(),
+            output_text: output.to_string(),
+            paragraph: Some(0),
+            sentence: None,
+            problem: "p".into(),
+        };
+        let text = "On August 15, 2025, Russian President Vladimir Putin met Donald Trump.";
+        assert_eq!(
+            repair_start(text, &[date("mi-août 2025", "August 15, 2025")]).as_deref(),
+            Some("In mid-August 2025")
+        );
+        let text = "Trump was frustrated. On March 29th, he seemed to change his position.";
+        assert_eq!(
+            repair_start(text, &[date("Fin mars", "March 29th")]).as_deref(),
+            Some("Trump was frustrated. In late March")
+        );
+        let number = Finding {
+            kind: Kind::Number,
+            output_text: "15".into(),
+            ..date("", "")
+        };
+        assert_eq!(
+            repair_start("It has 15, 237 clients.", std::slice::from_ref(&number)).as_deref(),
+            Some("It has")
+        );
+        assert_eq!(repair_start("15, 237 clients.", &[number]), None);
+        assert_eq!(repair_start("October.", &[date("8 octobre", "")]), None);
+    }
+
+    #[test]
     fn months_qualifiers_days_and_years() {
         let d = dates(
             "À la mi-août 2025, puis fin mars et le 7 octobre, début de mai.",
@@ -418,7 +534,7 @@ mod tests {
                 (5, None, Some(Part::Early), None)
             ]
         );
-        let d = dates("In mid-August 2025 and late March, on October 7, 2025. May I? On Aug. 15 and the end of June.", Language::English);
+        let d = dates("In mid-August 2025 and late March, on October 7, 2025. May I? On Aug. 15 and the end of June, or mid-May of 2024.", Language::English);
         let got: Vec<Parsed> = d.iter().map(|d| (d.month, d.day, d.part, d.year)).collect();
         assert_eq!(
             got,
@@ -427,7 +543,8 @@ mod tests {
                 (3, None, Some(Part::Late), None),
                 (10, Some(7), None, Some(2025)),
                 (8, Some(15), None, None),
-                (6, None, Some(Part::Late), None)
+                (6, None, Some(Part::Late), None),
+                (5, None, Some(Part::Mid), Some(2024))
             ]
         );
     }
@@ -458,13 +575,43 @@ mod tests {
             [vec![11.0], vec![11.0]]
         );
         assert_eq!(
-            values("At 11:00 and 2:30 p.m.", Language::English),
-            [vec![11.0], vec![2.0, 14.0], vec![30.0]]
+            values("At 11:00 and 2:30 p.m., or 6 PM.", Language::English),
+            [vec![11.0], vec![2.0, 14.0], vec![30.0], vec![6.0, 18.0]]
         );
+        // A phone number is one code on either side.
+        let phone = |lang| values("Call 08.11.00.06.95 now.", lang);
+        assert_eq!(phone(Language::French), [vec![811000695.0]]);
+        assert_eq!(phone(Language::English), phone(Language::French));
         assert_eq!(
             values("1,000 people, 3.5%, 2.5 million, G7.", Language::English),
             [vec![1000.0], vec![3.5], vec![2.5, 2.5e6]]
         );
+    }
+
+    #[test]
+    fn digit_forms_are_the_numbers_an_english_rendering_may_write() {
+        let forms = digit_forms(
+            "15 237 clients, 1,36 milliard, 38.000 adhérents, trois jours, le 08.11.00.06.95 \
+             entre 10 heures et 18 heures, à la mi-août 2025.",
+        );
+        for form in [
+            "15237",
+            "136",
+            "1360000000",
+            "38000",
+            "3",
+            "0811000695",
+            "10",
+            "18",
+            "6",
+            "2025",
+        ] {
+            assert!(forms.iter().any(|f| f == form), "{form} not in {forms:?}");
+        }
+        // A group is not a number of its own.
+        for part in ["15", "237", "08", "95"] {
+            assert!(!forms.iter().any(|f| f == part), "{part} in {forms:?}");
+        }
     }
 
     #[test]

@@ -53,6 +53,28 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
             }
             continue;
         }
+        // A code of digit groups joined by points (the phone number "08.11.00.06.95", the
+        // date "12.03.2021"), copied as it is by a translation: one mention, its digits.
+        let code: String = chars[i..]
+            .iter()
+            .map(|&(_, c)| c)
+            .take_while(|&c| c.is_ascii_digit() || c == '.')
+            .collect();
+        let code = code.trim_end_matches('.');
+        if code.matches('.').count() >= 2 && !code.contains("..") {
+            let length = code.chars().count();
+            let end = chars.get(i + length).map_or(text.len(), |&(b, _)| b);
+            i += length;
+            let in_date = dates.iter().any(|d| d.span.0 <= start && end <= d.span.1);
+            let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+            if let (false, Ok(value)) = (in_date, digits.parse::<f64>()) {
+                out.push(NumberMention {
+                    text: code.to_string(),
+                    values: vec![value],
+                });
+            }
+            continue;
+        }
         // Digits, with the separators of the language between groups.
         let mut j = i;
         let mut raw = String::new();
@@ -127,7 +149,11 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
         let Some(value) = parse_number(&raw, lang) else {
             continue;
         };
-        let mut values = vec![value];
+        // "6 p.m." is 18 h as much as "6:00 p.m." is.
+        let mut values = match lang {
+            Language::English => clock_values(value, text, end),
+            Language::French => vec![value],
+        };
         let rest = text[end..].trim_start();
         let next_word: String = rest.chars().take_while(|c| c.is_alphabetic()).collect();
         let mut shown = text[start..end].to_string();
@@ -144,6 +170,82 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
         });
     }
     out
+}
+
+/// The digit strings, separators left out, that an English rendering of `french` may write
+/// (what constrained decoding allows): each number as written, its groups joined ("15 237"
+/// gives "15237", "1,36" gives "136", the phone number "08.11.00.06.95" gives "0811000695"),
+/// also without leading zeros (the phone number as "811000695" too); each number the check
+/// reads; a value scaled by its word ("2,5 millions" gives "2500000"); an hour of
+/// the afternoon on the 12-hour clock ("18 heures" gives "6"); and the figures of number words
+/// ("trois" gives "3"; not "un", mostly an article). A group of a number is not a number of its own: "15 237" does not
+/// allow "15".
+pub fn digit_forms(french: &str) -> Vec<String> {
+    let mut forms: Vec<String> = Vec::new();
+    let mut add = |digits: String| {
+        let significant = match digits.trim_start_matches('0') {
+            "" if !digits.is_empty() => "0".to_string(),
+            rest => rest.to_string(),
+        };
+        for form in [digits, significant] {
+            if !form.is_empty() && !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+    };
+    let chars: Vec<char> = french.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let mut digits = String::new();
+        while i < chars.len() {
+            if chars[i].is_ascii_digit() {
+                digits.push(chars[i]);
+                i += 1;
+            } else if is_digit_separator(chars[i])
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        add(digits);
+    }
+    for mention in numbers(french, Language::French, &[]) {
+        add(mention.text.chars().filter(char::is_ascii_digit).collect());
+        for value in mention.values {
+            if value.fract() == 0.0 && (0.0..1e15).contains(&value) {
+                add(format!("{}", value as u64));
+                if (13.0..24.0).contains(&value) {
+                    add(format!("{}", value as u64 - 12));
+                }
+            }
+        }
+    }
+    let words = normalised_words(french);
+    // "un" and "une" are far more often the article than the number.
+    let numerals = NUMBER_WORDS_FR
+        .iter()
+        .filter(|(word, _)| !matches!(*word, "un" | "une"));
+    for (word, value) in numerals {
+        if value.fract() == 0.0 && words.iter().any(|w| w == word) {
+            add(format!("{}", *value as u64));
+        }
+    }
+    forms
+}
+
+/// What may stand between the digits of one number in French text (groups of thousands,
+/// decimals, a phone number's dots, a date's slashes).
+fn is_digit_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\u{a0}' | '\u{202f}' | '\u{2009}' | '.' | ',' | '-' | '/' | ':'
+    )
 }
 
 /// An hour, and the same hour on the 24-hour clock when "p.m." follows.

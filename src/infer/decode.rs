@@ -186,6 +186,35 @@ pub struct Decoded {
     pub stats: DecodeStats,
 }
 
+/// Rules out tokens that the output must not take (constrained decoding): greedy decoding then
+/// takes the most likely token the constraint allows.
+pub trait TokenConstraint {
+    /// Whether `token` may follow `generated`, the tokens generated so far.
+    fn allows(&self, generated: &[u32], token: u32) -> bool;
+}
+
+/// The most likely token after `generated` that `constraint` allows. The argmax is asked first
+/// (almost always allowed); only when it is refused are all tokens scanned.
+fn choose(
+    logits: &[f32],
+    generated: &[u32],
+    constraint: Option<&dyn TokenConstraint>,
+) -> Option<u32> {
+    let best = argmax(logits)?;
+    let Some(constraint) = constraint else {
+        return Some(best);
+    };
+    if constraint.allows(generated, best) {
+        return Some(best);
+    }
+    (0..logits.len() as u32)
+        .filter(|&t| !logits[t as usize].is_nan() && constraint.allows(generated, t))
+        .fold(None, |best: Option<u32>, t| match best {
+            Some(b) if logits[b as usize] >= logits[t as usize] => Some(b),
+            _ => Some(t),
+        })
+}
+
 /// Greedy generation after `prompt`, calling `on_step` for every generated token (stop token
 /// included); `on_step` returning `Break` ends generation with [`StopReason::Cancelled`].
 /// When several reasons apply to the same token, the first of `EndToken`, `Cancelled`,
@@ -194,6 +223,18 @@ pub fn greedy(
     model: &mut impl CausalLm,
     prompt: &[u32],
     opts: &DecodeOptions,
+    on_step: impl FnMut(&Step<'_>) -> ControlFlow<()>,
+) -> Result<Decoded, InferError> {
+    constrained(model, prompt, opts, None, on_step)
+}
+
+/// [`greedy`], taking at each step the most likely token that `constraint` allows. Drafts are
+/// checked under the same constraint, so the output is the same with and without them.
+pub fn constrained(
+    model: &mut impl CausalLm,
+    prompt: &[u32],
+    opts: &DecodeOptions,
+    constraint: Option<&dyn TokenConstraint>,
     mut on_step: impl FnMut(&Step<'_>) -> ControlFlow<()>,
 ) -> Result<Decoded, InferError> {
     if prompt.is_empty() {
@@ -231,7 +272,7 @@ pub fn greedy(
     let mut draft_len = 1;
     let stop = loop {
         let logits = pending.pop_front().expect("logits for the next token");
-        let token = argmax(&logits).ok_or(InferError::NoLogits)?;
+        let token = choose(&logits, &tokens, constraint).ok_or(InferError::NoLogits)?;
         tokens.push(token);
         sequence.push(token);
         let flow = on_step(&Step {
@@ -271,16 +312,20 @@ pub fn greedy(
             let checked = [&[token], draft].concat();
             stats.draft_tokens += draft.len();
             let mut held = 0;
+            // The tokens each draft position follows, for the constraint.
+            let mut context = tokens.clone();
             for (logits, proposed) in model
                 .forward_each(&checked, position)?
                 .into_iter()
                 .zip(draft.iter().map(Some).chain([None]))
             {
-                let holds = proposed.is_some() && argmax(&logits) == proposed.copied();
+                let holds =
+                    proposed.is_some_and(|&p| choose(&logits, &context, constraint) == Some(p));
                 pending.push_back(logits);
                 if !holds {
                     break;
                 }
+                context.extend(proposed);
                 held += 1;
             }
             stats.accepted_draft_tokens += held;

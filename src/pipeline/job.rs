@@ -17,7 +17,7 @@ use crate::{
         tasks::{LlmTranslator, Output, Translator},
         MarianTranslator,
     },
-    fidelity::Finding,
+    fidelity::{Finding, Glossary},
     interrupt,
     text::Article,
 };
@@ -52,6 +52,8 @@ pub struct ArticleJob {
     pub sentences: usize,
     pub extractive: bool,
     pub abstractive: bool,
+    /// Terms the translation must render as given (`--glossary`).
+    pub glossary: Glossary,
 }
 
 #[derive(Serialize)]
@@ -167,8 +169,9 @@ pub fn run_article(
                 }
                 (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
             };
-            let translation =
-                stoppable(|| translate_article(translator, &article, progress, &mut warnings))?;
+            let translation = stoppable(|| {
+                translate_article(translator, &article, &job.glossary, progress, &mut warnings)
+            })?;
             timings.translate_ms = translate_started.elapsed().as_millis() as u64;
             Some(translation)
         }
@@ -213,7 +216,12 @@ pub fn run_article(
     };
 
     let fidelity_started = Instant::now();
-    let fidelity = check_fidelity(&article, translation.as_ref(), summary.as_ref());
+    let fidelity = check_fidelity(
+        &article,
+        &job.glossary,
+        translation.as_ref(),
+        summary.as_ref(),
+    );
     timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
 
     let mut report = ArticleReport {

@@ -1,0 +1,294 @@
+//! Constrained decoding over the text of tokens: the output may write only the numbers it is
+//! given (digit strings with their separators left out, from `fidelity::digit_forms`), after a
+//! month's name only the days it is given (`fidelity::day_forms`) or a year, and a month the
+//! source gives as a part ("mi-août") only with that part (`fidelity::qualified_months`).
+
+use crate::infer::decode::TokenConstraint;
+use crate::tokenize::GgufTokenizer;
+
+/// Generated tokens looked back over to find the number being written: Qwen writes one digit a
+/// token, so this holds a 16-digit number with its separators.
+const LOOK_BACK: usize = 32;
+
+/// The numbers and dates a translation may write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactRules {
+    /// Digit strings without separators ("1,000" is "1000").
+    pub numbers: Vec<String>,
+    /// The days of the month the source gives: the only numbers allowed after a month's name,
+    /// with the years among `numbers` ("August 2025", never "August 15" for « mi-août »).
+    pub days: Vec<String>,
+    /// Months named only with what must come just before them: ("August", ["mid-", ...]).
+    pub qualified_months: Vec<(String, Vec<String>)>,
+}
+
+impl FactRules {
+    fn allows(&self, number: &Number, after_month: bool) -> bool {
+        if !number.grouped_in_thousands() {
+            return false;
+        }
+        let fits = |form: &String| {
+            if number.open {
+                form.starts_with(&number.digits) && number.can_become(form)
+            } else {
+                *form == number.digits
+            }
+        };
+        if after_month {
+            self.days.iter().any(fits) || self.numbers.iter().filter(|f| f.len() == 4).any(fits)
+        } else {
+            self.numbers.iter().any(fits)
+        }
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// Whether `text` ends with a month's name and a space ("August ", "Aug. ").
+fn ends_with_month(text: &[u8]) -> bool {
+    let Some(text) = text.strip_suffix(b" ") else {
+        return false;
+    };
+    MONTHS.iter().any(|month| {
+        let month = month.as_bytes();
+        text.ends_with(month)
+            || text
+                .strip_suffix(b".")
+                .is_some_and(|t| t.ends_with(&month[..3]))
+    })
+}
+
+/// Allows a token unless it writes, extends or ends a number that the rules do not allow: a
+/// number still being written must be the start of an allowed one, and a finished one must be
+/// allowed whole. "1,000" and "1.5" are one number each ("1000", "15"); "15, 237" is two.
+pub struct KeepsToFacts<'a> {
+    tokenizer: &'a GgufTokenizer,
+    rules: &'a FactRules,
+}
+
+impl<'a> KeepsToFacts<'a> {
+    pub fn new(tokenizer: &'a GgufTokenizer, rules: &'a FactRules) -> Self {
+        Self { tokenizer, rules }
+    }
+
+    fn text(&self, tokens: &[u32]) -> Vec<u8> {
+        tokens
+            .iter()
+            .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
+            .collect()
+    }
+}
+
+impl TokenConstraint for KeepsToFacts<'_> {
+    fn allows(&self, generated: &[u32], token: u32) -> bool {
+        let piece = self.tokenizer.text_piece(token);
+        let back = &generated[generated.len().saturating_sub(LOOK_BACK)..];
+        let mut text = self.text(back);
+        let touched = text.len();
+        let ends_in_number = text
+            .iter()
+            .rev()
+            .find(|b| !matches!(b, b',' | b'.'))
+            .is_some_and(u8::is_ascii_digit);
+        let writes_number = ends_in_number || piece.iter().any(u8::is_ascii_digit);
+        text.extend_from_slice(piece);
+        let numbers_kept = !writes_number
+            || numbers_in(&text)
+                .into_iter()
+                .filter(|n| n.end >= touched || n.open)
+                .all(|n| self.rules.allows(&n, ends_with_month(&text[..n.start])));
+        numbers_kept && self.rules.months_qualified(&text, touched)
+    }
+}
+
+impl FactRules {
+    /// Whether each month named by the text's last part (from `touched` on) comes with what
+    /// must stand before it.
+    fn months_qualified(&self, text: &[u8], touched: usize) -> bool {
+        self.qualified_months.iter().all(|(month, before)| {
+            let month = month.as_bytes();
+            (0..text.len().saturating_sub(month.len() - 1))
+                .filter(|&start| start + month.len() > touched)
+                .filter(|&start| text[start..].starts_with(month))
+                .all(|start| before.iter().any(|b| text[..start].ends_with(b.as_bytes())))
+        })
+    }
+}
+
+/// A number in English text: its digits, where the character that ends it is (after a
+/// separator that follows it: the space of "12, and"), and whether it may still go on (it
+/// reaches the end of the text, perhaps with a separator after it).
+#[derive(Debug, PartialEq)]
+struct Number {
+    digits: String,
+    /// As written: the digits with their separators.
+    written: String,
+    start: usize,
+    end: usize,
+    open: bool,
+}
+
+impl Number {
+    /// Whether its commas group thousands ("1,000,000"; "20,25" is no number), with at most one
+    /// decimal point after them, or it is a code of groups joined by points. A number still being written may end with an incomplete
+    /// group.
+    fn grouped_in_thousands(&self) -> bool {
+        // A code of groups joined by points ("08.11.00.06.95"), as a source may give.
+        if self.written.matches('.').count() >= 2 && !self.written.contains(',') {
+            return true;
+        }
+        let (whole, fraction) = match self.written.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (self.written.as_str(), None),
+        };
+        if fraction.is_some_and(|f| f.contains([',', '.'])) {
+            return false;
+        }
+        let groups: Vec<&str> = whole.split(',').collect();
+        let last = groups.len() - 1;
+        groups.len() == 1
+            || groups.iter().enumerate().all(|(i, group)| match i {
+                0 => (1..=3).contains(&group.len()),
+                i if i == last && self.open && fraction.is_none() => group.len() <= 3,
+                _ => group.len() == 3,
+            })
+    }
+}
+
+impl Number {
+    /// Whether this number, still being written, can go on to become `form` (whose first
+    /// digits it has) with its thousands grouped: "20," cannot become 2025, "2," can.
+    fn can_become(&self, form: &str) -> bool {
+        if self.written.contains('.') {
+            return true;
+        }
+        let mut groups = self.written.split(',');
+        let first = groups.next().unwrap_or_default().len();
+        let commas = groups.count();
+        if commas == 0 {
+            return true;
+        }
+        // The whole part ends up with `first` digits and whole groups of three; what remains
+        // of `form` after it is a decimal fraction.
+        let least = self.digits.len().max(first + 3 * commas);
+        (least..=form.len()).any(|whole| (whole - first).is_multiple_of(3))
+    }
+}
+
+/// The numbers of `text`: digits with single commas or points between them.
+fn numbers_in(text: &[u8]) -> Vec<Number> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if !text[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = String::new();
+        let mut written = String::new();
+        let mut end = i;
+        while i < text.len() {
+            let c = text[i];
+            if c.is_ascii_digit() || matches!(c, b',' | b'.') {
+                written.push(char::from(c));
+            }
+            if c.is_ascii_digit() {
+                digits.push(char::from(c));
+                i += 1;
+                end = i;
+            } else if matches!(c, b',' | b'.') {
+                match text.get(i + 1) {
+                    Some(next) if next.is_ascii_digit() => i += 1,
+                    // At the end of the text: the number may go on ("12," before "000").
+                    None => {
+                        i += 1;
+                        end = i;
+                    }
+                    // "12, and": the space ends it.
+                    Some(_) => {
+                        end = i + 1;
+                        break;
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+        let open = end == text.len();
+        // A separator that ended the number is not part of it.
+        if !open {
+            while written.ends_with([',', '.']) {
+                written.pop();
+            }
+        }
+        out.push(Number {
+            digits,
+            written,
+            start,
+            end,
+            open,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_with_separators_are_one_and_open_ones_are_marked() {
+        let found = numbers_in(b"15, 237 and 1,000.5 on 3");
+        let digits: Vec<(&str, bool)> = found.iter().map(|n| (n.digits.as_str(), n.open)).collect();
+        assert_eq!(
+            digits,
+            [("15", false), ("237", false), ("10005", false), ("3", true)]
+        );
+        assert!(numbers_in(b"about 12,").last().unwrap().open);
+        assert!(!numbers_in(b"12, and").last().unwrap().open);
+    }
+
+    #[test]
+    fn after_a_month_only_the_sources_days_and_years() {
+        let rules = FactRules {
+            numbers: vec!["2025".into(), "15".into(), "8".into()],
+            days: vec!["8".into()],
+            qualified_months: Vec::new(),
+        };
+        let check = |text: &[u8]| {
+            numbers_in(text)
+                .iter()
+                .all(|n| rules.allows(n, ends_with_month(&text[..n.start])))
+        };
+        assert!(check(b"in mid-August 2025, 15 people"));
+        assert!(!check(b"On August 15, 2025"));
+        assert!(check(b"On October 8, 2025"));
+        assert!(!check(b"On Aug. 15"));
+        assert!(check(b"On August 2"), "open: may become 2025");
+        assert!(!check(b"On August 20,25"));
+        assert!(check(b"about 2,0"), "open: may become 2,025");
+        assert!(!check(b"On August 20,"), "2025 cannot be grouped so");
+        let phone = FactRules {
+            numbers: vec!["0811000695".into()],
+            ..FactRules::default()
+        };
+        let n = &numbers_in(b"call 08.11.00.06.95 now")[0];
+        assert!(phone.allows(n, false));
+        assert!(!check(b"about 2,02 "));
+        assert!(!check(b"On August 2 "));
+    }
+}
