@@ -549,3 +549,59 @@ fn import_sources_of_every_kind() {
             secret.display()
         ));
 }
+
+#[test]
+fn glossaries_that_cannot_be_used_are_usage_errors_and_a_good_one_is_checked() {
+    let fx = Fixture::new();
+    let input = fx.file("article.txt", ARTICLE.as_bytes());
+    let dir = fx.dir.path();
+    let three_columns = fx.file("three.tsv", b"# terms\nsommet\tsummit\nKiev\tKyiv\textra\n");
+    let contradiction = fx.file("twice.tsv", b"sommet\tsummit\nSommet\tpeak\n");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (dir.join("absent.tsv"), "cannot read the glossary"),
+        (dir.to_path_buf(), "cannot read the glossary"),
+        (
+            three_columns,
+            "glossary line 3: 3 tab-separated columns, at most 2 expected",
+        ),
+        (contradiction, "is given twice, with different English"),
+    ];
+    for (glossary, message) in cases {
+        let run = fx.translate(&input, &["--glossary", glossary.to_str().unwrap()]);
+        run.expect_code(USAGE).expect_stderr(message);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    // The tiny model's words are not the glossary's: each term of the article it leaves out is
+    // reported, one finding a paragraph that holds it.
+    let glossary = fx.file("g.tsv", b"sommet\tsummit\nKiev\n");
+    let run = fx.translate(
+        &input,
+        &["--glossary", glossary.to_str().unwrap(), "--format", "json"],
+    );
+    run.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let glossary_findings: Vec<(&str, u64)> = report["fidelity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "glossary")
+        .map(|f| {
+            (
+                f["source_text"].as_str().unwrap(),
+                f["paragraph"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let translations = report["translation"]["paragraphs"].as_array().unwrap();
+    let expected: Vec<(&str, u64)> = [("sommet", "summit", 0), ("Kiev", "Kiev", 1)]
+        .into_iter()
+        .filter(|(_, english, p)| {
+            !translations[*p as usize]
+                .as_str()
+                .unwrap()
+                .contains(english)
+        })
+        .map(|(french, _, p)| (french, p))
+        .collect();
+    assert_eq!(glossary_findings, expected, "{translations:?}");
+}

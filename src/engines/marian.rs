@@ -429,6 +429,10 @@ impl Translator for MarianTranslator<'_> {
             .map_err(EngineError::Prompt)
     }
 
+    fn translates_each_sentence(&self) -> bool {
+        true
+    }
+
     fn max_chunk_tokens(&self) -> usize {
         PARAGRAPH_TOKENS
     }

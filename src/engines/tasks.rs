@@ -63,6 +63,11 @@ pub trait Translator {
         french: &str,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError>;
+    /// Whether each sentence is translated on its own already (Marian): translating a text
+    /// again one sentence a request then gives the same translation.
+    fn translates_each_sentence(&self) -> bool {
+        false
+    }
     /// Translates with guidance (what to take care of, which numbers it may write); `None`
     /// from a translator that takes none (Marian).
     fn translate_guided(

@@ -40,11 +40,11 @@ pub(super) fn shortfalls<'a>(french: &'a str, english: &'a str) -> Vec<Shortfall
     pairs
         .into_iter()
         .filter_map(|(source, output)| {
-            let source_chars = source.chars().count();
+            let source_chars = prose_chars(source);
             if source_chars < SHORTEST_JUDGED_SOURCE {
                 return None;
             }
-            let share = output.chars().count() as f64 / source_chars as f64;
+            let share = prose_chars(output) as f64 / source_chars as f64;
             (share < SHORTEST_SHARE).then_some(Shortfall {
                 source,
                 output,
@@ -52,6 +52,16 @@ pub(super) fn shortfalls<'a>(french: &'a str, english: &'a str) -> Vec<Shortfall
             })
         })
         .collect()
+}
+
+/// Characters of `text` outside web addresses, which are copied, not translated (a lost link
+/// is the link check's finding).
+fn prose_chars(text: &str) -> usize {
+    text.split(' ')
+        .filter(|word| !word.contains("://") && !word.starts_with("www."))
+        .map(|word| word.chars().count() + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
 }
 
 #[cfg(test)]
@@ -81,5 +91,8 @@ mod tests {
         let en = "It is raining, so the football match planned in Lyon on Saturday night is off.";
         assert!(shortfalls(fr, en).is_empty());
         assert_eq!(shortfalls(fr, "It rains.").len(), 1);
+        // A link is not prose to translate.
+        let fr = "Source : https://example.org/un-tres-long-chemin-vers-un-article-de-presse.html";
+        assert!(shortfalls(fr, "Read more.").is_empty());
     }
 }

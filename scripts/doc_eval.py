@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Whole-article translation quality: each article of a document-level set (default
+newstest2014-fr: 78 French-written articles, 987 lines) goes through `precis translate` as one
+input, one line per paragraph; then sacrebleu BLEU and chrF against the references, fidelity
+findings by kind, repairs and wall time. Resumable: rerun the same command to go on where it
+stopped; the scores cover the articles finished.
+
+    scripts/doc_eval.py run --precis target/release/precis --out eval/doc/new [--limit 10] [-- ARGS]
+    scripts/doc_eval.py score --out eval/doc/new [--checker BIN] [--sacrebleu BIN]
+
+`score` counts findings twice: as the precis run reported them (what remains after its repairs),
+and with one checker for all runs (`cargo build --release --example fidelity_check`), so that two
+versions of precis are compared by the same check.
+"""
+
+import argparse
+import collections
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT.parent / "shared/eval/newstest2014-fr/newstest2014-fr.docs.jsonl"
+
+
+def load_docs(path, limit):
+    docs = [json.loads(line) for line in open(path, encoding="utf-8")]
+    return docs[:limit] if limit else docs
+
+
+def run(args):
+    out = pathlib.Path(args.out) / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    docs = load_docs(args.docs, args.limit)
+    for n, doc in enumerate(docs, 1):
+        target = out / f"{doc['doc_index']}.json"
+        if target.exists():
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".fr.txt", encoding="utf-8", delete=False) as f:
+            f.write("\n\n".join(doc["fr"]) + "\n")
+            source = f.name
+        command = [args.precis, "-q", "translate", source, "--format", "json"] + args.precis_args
+        started = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.monotonic() - started
+        os.unlink(source)
+        if done.returncode != 0:
+            sys.exit(f"doc_eval: {doc['docid']}: precis exited {done.returncode}: {done.stderr.strip()}")
+        report = json.loads(done.stdout)
+        paragraphs = report["translation"]["paragraphs"]
+        if len(paragraphs) != len(doc["fr"]):
+            sys.exit(f"doc_eval: {doc['docid']}: {len(paragraphs)} paragraphs for {len(doc['fr'])} lines")
+        result = {"doc_index": doc["doc_index"], "docid": doc["docid"], "wall_s": wall, "report": report}
+        tmp = target.with_suffix(".part")
+        tmp.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(target)
+        print(f"doc_eval: {n}/{len(docs)} {doc['docid']}: {len(paragraphs)} lines, {wall:.1f} s", file=sys.stderr)
+
+
+def sacrebleu_scores(sacrebleu, hyps, refs):
+    with tempfile.TemporaryDirectory() as tmp:
+        hyp, ref = pathlib.Path(tmp, "hyp"), pathlib.Path(tmp, "ref")
+        hyp.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        ref.write_text("\n".join(refs) + "\n", encoding="utf-8")
+        done = subprocess.run(
+            [sacrebleu, str(ref), "-i", str(hyp), "-m", "bleu", "chrf", "-b", "-w", "2"],
+            capture_output=True, text=True, check=True)
+        bleu, chrf = done.stdout.split()
+        return float(bleu), float(chrf)
+
+
+def score(args):
+    out = pathlib.Path(args.out)
+    docs = load_docs(args.docs, None)
+    hyps, refs, srcs = [], [], []
+    reported = collections.Counter()
+    repairs = collections.Counter()
+    wall = 0.0
+    finished = 0
+    for doc in docs:
+        path = out / "docs" / f"{doc['doc_index']}.json"
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text(encoding="utf-8"))
+        finished += 1
+        wall += result["wall_s"]
+        report = result["report"]
+        hyps += [p.replace("\n", " ") for p in report["translation"]["paragraphs"]]
+        refs += doc["en"]
+        srcs += doc["fr"]
+        reported.update(f["kind"] for f in report["fidelity"] if f["stage"] == "translation")
+        for paragraph in report["translation"]["details"]:
+            for repair in paragraph.get("repairs", []):
+                repairs["kept" if repair["kept"] else "dropped"] += 1
+    if not finished:
+        sys.exit("doc_eval: no finished article under " + str(out))
+    bleu, chrf = sacrebleu_scores(args.sacrebleu, hyps, refs)
+    pairs = "".join(json.dumps({"fr": s, "en": h}, ensure_ascii=False) + "\n" for s, h in zip(srcs, hyps))
+    checked = subprocess.run([args.checker], input=pairs, capture_output=True, text=True, check=True)
+    rechecked = collections.Counter(
+        f["kind"] for line in checked.stdout.splitlines() for f in json.loads(line))
+    summary = {
+        "articles": finished,
+        "lines": len(hyps),
+        "bleu": bleu,
+        "chrf": chrf,
+        "wall_s": round(wall, 1),
+        "findings_reported": dict(sorted(reported.items())),
+        "findings_reported_total": sum(reported.values()),
+        "findings_one_checker": dict(sorted(rechecked.items())),
+        "findings_one_checker_total": sum(rechecked.values()),
+        "repairs": dict(repairs),
+    }
+    (out / "hyp.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--precis", default=str(ROOT / "target/release/precis"))
+    r.add_argument("--out", required=True)
+    r.add_argument("--docs", default=str(DOCS))
+    r.add_argument("--limit", type=int, help="the first N articles only")
+    r.add_argument("precis_args", nargs="*", help="after --: passed to precis (default: --translator llm)")
+    s = sub.add_parser("score")
+    s.add_argument("--out", required=True)
+    s.add_argument("--docs", default=str(DOCS))
+    s.add_argument("--checker", default=str(ROOT / "target/release/examples/fidelity_check"))
+    s.add_argument("--sacrebleu", default=os.environ.get("SACREBLEU", "/work/venv-eval/bin/sacrebleu"))
+    args = parser.parse_args()
+    if args.command == "run":
+        args.precis_args = args.precis_args or ["--translator", "llm"]
+        run(args)
+    else:
+        score(args)
+
+
+if __name__ == "__main__":
+    main()
