@@ -67,10 +67,10 @@ def sacrebleu_scores(sacrebleu, hyps, refs):
         hyp.write_text("\n".join(hyps) + "\n", encoding="utf-8")
         ref.write_text("\n".join(refs) + "\n", encoding="utf-8")
         done = subprocess.run(
-            [sacrebleu, str(ref), "-i", str(hyp), "-m", "bleu", "chrf", "-b", "-w", "2"],
+            [sacrebleu, str(ref), "-i", str(hyp), "-m", "bleu", "chrf", "-w", "2", "-f", "json"],
             capture_output=True, text=True, check=True)
-        bleu, chrf = done.stdout.split()
-        return float(bleu), float(chrf)
+        scores = {s["name"]: s["score"] for s in json.loads(done.stdout)}
+        return scores["BLEU"], scores["chrF2"]
 
 
 def score(args):

@@ -4,6 +4,7 @@
 //! source gives as a part ("mi-août") only with that part (`fidelity::qualified_months`).
 
 use crate::infer::decode::TokenConstraint;
+use crate::text::ENGLISH_MONTHS;
 use crate::tokenize::GgufTokenizer;
 
 /// Generated tokens looked back over to find the number being written: Qwen writes one digit a
@@ -42,27 +43,12 @@ impl FactRules {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 /// Whether `text` ends with a month's name and a space ("August ", "Aug. ").
 fn ends_with_month(text: &[u8]) -> bool {
     let Some(text) = text.strip_suffix(b" ") else {
         return false;
     };
-    MONTHS.iter().any(|month| {
+    ENGLISH_MONTHS.iter().any(|month| {
         let month = month.as_bytes();
         text.ends_with(month)
             || text

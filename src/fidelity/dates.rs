@@ -2,20 +2,7 @@
 
 use super::*;
 
-pub(super) const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
+pub(super) use crate::text::ENGLISH_MONTHS as MONTHS_EN;
 pub(super) const MONTHS_FR: [&str; 12] = [
     "janvier",
     "fevrier",

@@ -1,8 +1,8 @@
-//! Fidelity check: the numbers, dates, names and quotations of an output against its source —
-//! a French paragraph against its English translation, and the English article against the
-//! summary written from it. Language models invent precision ("mi-août" becomes "August 15"),
-//! drop figures and misquote; this finds such differences and reports them with their place.
-//! It never changes any text.
+//! Fidelity check: the numbers, dates, names, quotations, coverage and glossary terms of an
+//! output against its source — a French paragraph against its English translation, and the
+//! English article against the summary written from it. Language models invent precision
+//! ("mi-août" becomes "August 15"), drop figures and misquote; this finds such differences and
+//! reports them with their place. It never changes any text.
 //!
 //! The checks are lexical and deliberately conservative: each one looks for a fact of one kind
 //! on one side and for its counterpart on the other, accepting the usual ways a translation
@@ -28,7 +28,7 @@ use words::*;
 
 pub use dates::{day_forms, qualified_months};
 pub use glossary::{Glossary, GlossaryError, Term};
-pub use numbers::digit_forms;
+pub use numbers::{digit_forms, overused_numbers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -612,6 +612,47 @@ mod tests {
         for part in ["15", "237", "08", "95"] {
             assert!(!forms.iter().any(|f| f == part), "{part} in {forms:?}");
         }
+    }
+
+    #[test]
+    fn a_repair_that_repeats_a_number_of_the_source_elsewhere_is_seen() {
+        let fr = "Mardi, ce patient de 43 ans avait été soupçonné d'être atteint, dans un pays où \
+                  la maladie a déjà fait une cinquantaine de morts.";
+        let before = "On Tuesday, this 43-year-old patient was suspected, in a country where the \
+                      disease has already claimed 50 lives.";
+        let after = "On Tuesday, this 43-year-old patient was suspected, in a country where the \
+                     disease has already claimed 43 lives.";
+        assert_eq!(overused_numbers(fr, before, after), ["43"]);
+        assert!(
+            overused_numbers(fr, "x", before).is_empty(),
+            "about fifty is 50"
+        );
+        let fr = "Plus d'une trentaine de pompiers ont été dépêchés au 9 de la rue Hébert.";
+        assert_eq!(
+            overused_numbers(
+                fr,
+                "More than 100 firefighters were sent to the 9th of Hébert Street.",
+                "More than 9 firefighters were sent to the 9th of Hébert Street."
+            ),
+            ["9"]
+        );
+        let fr = "Une femme a tenté de faire entrer deux kilos de cocaïne, jeudi matin.";
+        assert_eq!(
+            overused_numbers(
+                fr,
+                "A woman tried to bring in two kilos of cocaine at 4 a.m.",
+                "A woman tried to bring in two kilos of cocaine at 2 AM."
+            ),
+            ["2"]
+        );
+        // A number put right is not overused: "2,59 millions" as 2,590,000.
+        let fr = "Le groupe a produit 2,59 millions de barils par jour.";
+        assert!(overused_numbers(
+            fr,
+            "The group produced 2,59 million barrels a day.",
+            "The group produced 2,590,000 barrels a day."
+        )
+        .is_empty());
     }
 
     #[test]

@@ -182,7 +182,28 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
 /// allow "15".
 pub fn digit_forms(french: &str) -> Vec<String> {
     let mut forms: Vec<String> = Vec::new();
-    let mut add = |digits: String| {
+    for number in source_numbers(french).into_iter().filter(|n| !n.article) {
+        for form in number.forms {
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+    }
+    forms
+}
+
+/// One number of a French text, as `digit_forms` reads it.
+struct SourceNumber {
+    /// The digit strings an English rendering of it may write.
+    forms: Vec<String>,
+    /// "un" or "une": far more often the article than the number.
+    article: bool,
+}
+
+/// Each number of the French text once: a group of digits with the forms of the number the
+/// check reads there, or a number word.
+fn source_numbers(french: &str) -> Vec<SourceNumber> {
+    fn add(forms: &mut Vec<String>, digits: String) {
         let significant = match digits.trim_start_matches('0') {
             "" if !digits.is_empty() => "0".to_string(),
             rest => rest.to_string(),
@@ -192,8 +213,106 @@ pub fn digit_forms(french: &str) -> Vec<String> {
                 forms.push(form);
             }
         }
-    };
-    let chars: Vec<char> = french.chars().collect();
+    }
+    // The digits with their separators, and where they are.
+    let mut spans: Vec<(usize, usize, Vec<String>)> = Vec::new();
+    let chars: Vec<(usize, char)> = french.char_indices().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].1.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = chars[i].0;
+        let mut digits = String::new();
+        while i < chars.len() {
+            let c = chars[i].1;
+            if c.is_ascii_digit() {
+                digits.push(c);
+                i += 1;
+            } else if is_digit_separator(c)
+                && chars.get(i + 1).is_some_and(|n| n.1.is_ascii_digit())
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let end = chars.get(i).map_or(french.len(), |c| c.0);
+        let mut forms = Vec::new();
+        add(&mut forms, digits);
+        spans.push((start, end, forms));
+    }
+    // Each number the check reads joins the group of digits it starts in.
+    let mut cursor = 0;
+    for mention in numbers(french, Language::French, &[]) {
+        let Some(at) = french[cursor..]
+            .find(mention.text.as_str())
+            .map(|at| at + cursor)
+        else {
+            continue;
+        };
+        cursor = at;
+        let Some(span) = spans.iter_mut().find(|(s, e, _)| (*s..*e).contains(&at)) else {
+            continue;
+        };
+        add(
+            &mut span.2,
+            mention.text.chars().filter(char::is_ascii_digit).collect(),
+        );
+        for value in mention.values {
+            if value.fract() == 0.0 && (0.0..1e15).contains(&value) {
+                add(&mut span.2, format!("{}", value as u64));
+                if (13.0..24.0).contains(&value) {
+                    add(&mut span.2, format!("{}", value as u64 - 12));
+                }
+            }
+        }
+    }
+    let mut out: Vec<SourceNumber> = spans
+        .into_iter()
+        .map(|(_, _, forms)| SourceNumber {
+            forms,
+            article: false,
+        })
+        .collect();
+    for word in normalised_words(french) {
+        if let Some((_, value)) = NUMBER_WORDS_FR.iter().find(|(w, _)| *w == word) {
+            if value.fract() == 0.0 {
+                out.push(SourceNumber {
+                    forms: vec![format!("{}", *value as u64)],
+                    article: matches!(word.as_str(), "un" | "une"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The numbers a repaired translation `after` writes more often than both the source and the
+/// translation it replaces (`before`): a repair that fills a gap with another number of the
+/// source ("43 lives" from « un patient de 43 ans ») gives itself away so. Digit strings, as
+/// `digit_forms` gives them.
+pub fn overused_numbers(french: &str, before: &str, after: &str) -> Vec<String> {
+    let source = source_numbers(french);
+    let before = english_numbers(before);
+    let after = english_numbers(after);
+    let mut out: Vec<String> = Vec::new();
+    for digits in &after {
+        let count = |list: &[String]| list.iter().filter(|d| *d == digits).count();
+        let in_source = source.iter().filter(|n| n.forms.contains(digits)).count();
+        if count(&after) > count(&before) && count(&after) > in_source && !out.contains(digits) {
+            out.push(digits.clone());
+        }
+    }
+    out
+}
+
+/// Every number of an English text, ordinals included, as its digits ("40,000" is "40000"),
+/// and the cardinal number words ("two" is "2").
+fn english_numbers(english: &str) -> Vec<String> {
+    let chars: Vec<char> = english.chars().collect();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         if !chars[i].is_ascii_digit() {
@@ -205,7 +324,7 @@ pub fn digit_forms(french: &str) -> Vec<String> {
             if chars[i].is_ascii_digit() {
                 digits.push(chars[i]);
                 i += 1;
-            } else if is_digit_separator(chars[i])
+            } else if matches!(chars[i], ',' | '.')
                 && chars.get(i + 1).is_some_and(char::is_ascii_digit)
             {
                 i += 1;
@@ -213,30 +332,18 @@ pub fn digit_forms(french: &str) -> Vec<String> {
                 break;
             }
         }
-        add(digits);
+        out.push(digits);
     }
-    for mention in numbers(french, Language::French, &[]) {
-        add(mention.text.chars().filter(char::is_ascii_digit).collect());
-        for value in mention.values {
-            if value.fract() == 0.0 && (0.0..1e15).contains(&value) {
-                add(format!("{}", value as u64));
-                if (13.0..24.0).contains(&value) {
-                    add(format!("{}", value as u64 - 12));
-                }
-            }
+    const NOT_CARDINAL: [&str; 6] = ["one", "first", "second", "both", "half", "dozen"];
+    for word in normalised_words(english) {
+        if let Some((_, value)) = NUMBER_WORDS_EN
+            .iter()
+            .find(|(w, _)| *w == word && !NOT_CARDINAL.contains(w))
+        {
+            out.push(format!("{}", *value as u64));
         }
     }
-    let words = normalised_words(french);
-    // "un" and "une" are far more often the article than the number.
-    let numerals = NUMBER_WORDS_FR
-        .iter()
-        .filter(|(word, _)| !matches!(*word, "un" | "une"));
-    for (word, value) in numerals {
-        if value.fract() == 0.0 && words.iter().any(|w| w == word) {
-            add(format!("{}", *value as u64));
-        }
-    }
-    forms
+    out
 }
 
 /// What may stand between the digits of one number in French text (groups of thousands,
@@ -343,6 +450,19 @@ pub(super) const NUMBER_WORDS_FR: &[(&str, f64)] = &[
     ("troisieme", 3.0),
     ("moitie", 0.5),
     ("douzaine", 12.0),
+    // About so many: "une trentaine de pompiers" may be "some thirty" or "about 30".
+    ("dizaine", 10.0),
+    ("dizaines", 10.0),
+    ("quinzaine", 15.0),
+    ("vingtaine", 20.0),
+    ("trentaine", 30.0),
+    ("quarantaine", 40.0),
+    ("cinquantaine", 50.0),
+    ("soixantaine", 60.0),
+    ("centaine", 100.0),
+    ("centaines", 100.0),
+    ("millier", 1000.0),
+    ("milliers", 1000.0),
 ];
 
 /// Is the number written out in words in `text` ("three" for 3, "trois" for 3)?

@@ -140,6 +140,11 @@ pub struct Repair {
     pub kept: bool,
     /// Findings of the new text.
     pub remaining: Vec<String>,
+    /// Numbers the new text writes more often than the source and the text it replaces: a
+    /// gap filled with another of the source's numbers ("43 lives" from "43 ans"), which
+    /// the check cannot see; such a text is never kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overused_numbers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -263,8 +268,9 @@ impl Request<'_> {
     /// dropped part of its source is translated sentence by sentence; other findings are
     /// answered by translating the paragraph again, told what to keep and how (a date at the
     /// source's precision, the glossary's terms). The new text is kept only if it is strictly
-    /// better: fewer findings, ended on the end token, and no shorter than 90% of the text it
-    /// replaces (nothing dropped to lose a finding). The check decides; it never rewrites text
+    /// better: fewer findings, ended on the end token, no shorter than 90% of the text it
+    /// replaces (nothing dropped to lose a finding), and no number of the source written more
+    /// often than the source writes it ([`fidelity::overused_numbers`]). The check decides; it never rewrites text
     /// itself. Marian, which takes no hints and translates each sentence on its own already, is
     /// checked but not repaired.
     fn repair(
@@ -328,7 +334,8 @@ impl Request<'_> {
             let after = paragraph_findings(source, &output.text, index, self.glossary);
             let fewer = output.stop == StopReason::EndToken && after.len() < findings.len();
             let whole = output.text.chars().count() * 10 >= best.chars().count() * 9;
-            let kept = fewer && whole;
+            let overused = fidelity::overused_numbers(source, &best, &output.text);
+            let kept = fewer && whole && overused.is_empty();
             repairs.push(Repair {
                 findings: findings.iter().map(Finding::describe).collect(),
                 method,
@@ -337,6 +344,7 @@ impl Request<'_> {
                 after: output.text.clone(),
                 kept,
                 remaining: after.iter().map(Finding::describe).collect(),
+                overused_numbers: overused,
             });
             if kept {
                 best = output.text;

@@ -11,3 +11,20 @@ pub mod language;
 pub mod segment;
 
 pub use article::{Article, Paragraph};
+
+/// The months' names in English, January first: what the fidelity check reads in a
+/// translation, and what constrained decoding watches for.
+pub const ENGLISH_MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
