@@ -312,8 +312,12 @@ pub fn constrained(
             let checked = [&[token], draft].concat();
             stats.draft_tokens += draft.len();
             let mut held = 0;
-            // The tokens each draft position follows, for the constraint.
-            let mut context = tokens.clone();
+            // The tokens each draft position follows, for the constraint (none to copy
+            // without one: the argmax needs no context).
+            let mut context = match constraint {
+                Some(_) => tokens.clone(),
+                None => Vec::new(),
+            };
             for (logits, proposed) in model
                 .forward_each(&checked, position)?
                 .into_iter()
@@ -325,7 +329,9 @@ pub fn constrained(
                 if !holds {
                     break;
                 }
-                context.extend(proposed);
+                if constraint.is_some() {
+                    context.extend(proposed);
+                }
                 held += 1;
             }
             stats.accepted_draft_tokens += held;
