@@ -25,7 +25,9 @@ fn forged_turns_are_plain_text_and_the_reply_is_a_translation() {
     let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
 
     // The prompt precis sends: the template's own turns are the only control tokens.
-    let ids = engine.encode_chat(&translation_messages(HOSTILE)).unwrap();
+    let ids = engine
+        .encode_chat(&translation_messages(HOSTILE, &[], &[]))
+        .unwrap();
     let tokenizer = engine.tokenizer();
     let controls: Vec<String> = ids
         .iter()

@@ -8,8 +8,8 @@ use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
         constraint::FactRules,
-        tasks::{self, Guidance, Output, TokenProgress, Translator},
-        StopReason,
+        tasks::{self, Exchange, Guidance, Output, TokenProgress, Translator},
+        EngineError, StopReason,
     },
     fidelity::{self, Finding, Glossary},
     interrupt,
@@ -57,6 +57,7 @@ pub fn translate_article(
     }
     let count = article.paragraphs.len();
     let mut paragraphs = Vec::with_capacity(count);
+    let mut context = Context::new(translator.context_tokens());
     for (index, paragraph) in article.paragraphs.iter().enumerate() {
         if interrupt::requested() {
             return Err(PipelineError::Interrupted);
@@ -85,6 +86,7 @@ pub fn translate_article(
             let mut request = Request {
                 translator: &mut *translator,
                 glossary,
+                context: context.exchanges(),
                 progress: &mut *progress,
                 requests: &mut requests,
             };
@@ -104,10 +106,18 @@ pub fn translate_article(
             let mut request = Request {
                 translator: &mut *translator,
                 glossary,
+                context: context.exchanges(),
                 progress: &mut *progress,
                 requests: &mut requests,
             };
             text = request.repair(&paragraph.text, text, index, &mut repairs)?;
+            let french = chunks[0].trim();
+            let exchange = Exchange {
+                french: french.to_string(),
+                hints: glossary.hints(french),
+                english: text.clone(),
+            };
+            context.push(exchange, |text| translator.count_tokens(text))?;
         }
         paragraphs.push(TranslatedParagraph {
             source: paragraph.text.clone(),
@@ -180,10 +190,56 @@ pub fn paragraph_findings(
     findings
 }
 
+/// The paragraphs a request shows before its text: the latest ones translated, up to the
+/// translator's budget. When the next would pass it, the window starts again from the latest
+/// paragraph alone rather than sliding one paragraph at a time: a window that keeps its start
+/// keeps the same prompt prefix from one request to the next, which the engine's cache then
+/// does not compute again.
+struct Context {
+    budget: usize,
+    exchanges: Vec<Exchange>,
+    tokens: Vec<usize>,
+}
+
+impl Context {
+    fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            exchanges: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+
+    fn exchanges(&self) -> &[Exchange] {
+        &self.exchanges
+    }
+
+    fn push(
+        &mut self,
+        exchange: Exchange,
+        count_tokens: impl Fn(&str) -> Result<usize, EngineError>,
+    ) -> Result<(), PipelineError> {
+        if self.budget == 0 {
+            return Ok(());
+        }
+        let tokens = count_tokens(&exchange.french)? + count_tokens(&exchange.english)?;
+        if self.tokens.iter().sum::<usize>() + tokens > self.budget {
+            self.exchanges.clear();
+            self.tokens.clear();
+        }
+        if tokens <= self.budget {
+            self.exchanges.push(exchange);
+            self.tokens.push(tokens);
+        }
+        Ok(())
+    }
+}
+
 /// The translation requests of one paragraph, with what they need around them.
 struct Request<'a> {
     translator: &'a mut dyn Translator,
     glossary: &'a Glossary,
+    context: &'a [Exchange],
     progress: &'a mut dyn FnMut(Progress<'_>),
     requests: &'a mut Vec<Output>,
 }
@@ -193,9 +249,9 @@ impl Request<'_> {
     fn send(&mut self, text: &str, hints: &[String]) -> Result<Output, PipelineError> {
         let guidance = Guidance {
             hints: hints.to_vec(),
-            ..Guidance::default()
+            ..Guidance::in_context(self.context)
         };
-        let guided = if hints.is_empty() {
+        let guided = if guidance.is_empty() {
             None
         } else {
             self.send_guided(text, &guidance)?
@@ -320,6 +376,7 @@ impl Request<'_> {
                     reply_start: facts_wrong
                         .then(|| fidelity::repair_start(&best, &findings))
                         .flatten(),
+                    context: self.context.to_vec(),
                 };
                 let Some(output) = self.send_guided(source, &guidance)? else {
                     break;
@@ -371,7 +428,6 @@ mod tests {
     use std::{ops::ControlFlow, time::Duration};
 
     use super::*;
-    use crate::engines::EngineError;
 
     /// A translator that answers from a script: the reply for a text, by its first words, and
     /// the hints it was given.
@@ -381,6 +437,10 @@ mod tests {
         hinted: Option<&'static str>,
         seen_hints: Vec<Vec<String>>,
         calls: usize,
+        /// What `context_tokens` says (0: no context, as Marian).
+        context_budget: usize,
+        /// The French of the earlier paragraphs each guided request was shown.
+        seen_context: Vec<Vec<String>>,
     }
 
     impl Scripted {
@@ -420,6 +480,9 @@ mod tests {
         fn max_chunk_tokens(&self) -> usize {
             1000
         }
+        fn context_tokens(&self) -> usize {
+            self.context_budget
+        }
         fn translate(
             &mut self,
             french: &str,
@@ -434,6 +497,8 @@ mod tests {
             _: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
         ) -> Result<Option<Output>, EngineError> {
             self.seen_hints.push(guidance.hints.clone());
+            self.seen_context
+                .push(guidance.context.iter().map(|e| e.french.clone()).collect());
             Ok(self.hinted.map(|text| {
                 self.calls += 1;
                 output(text)
@@ -478,6 +543,8 @@ mod tests {
             hinted: None,
             seen_hints: Vec::new(),
             calls: 0,
+            context_budget: 0,
+            seen_context: Vec::new(),
         };
         let translation = translate(&mut translator, TWO_SENTENCES, &Glossary::default());
         let paragraph = &translation.paragraphs[0];
@@ -509,6 +576,8 @@ mod tests {
             hinted: Some("The mayor."),
             seen_hints: Vec::new(),
             calls: 0,
+            context_budget: 0,
+            seen_context: Vec::new(),
         };
         let translation = translate(&mut translator, TWO_SENTENCES, &Glossary::default());
         let paragraph = &translation.paragraphs[0];
@@ -531,6 +600,8 @@ mod tests {
             hinted: Some("A case of rage was found in a puppy."),
             seen_hints: Vec::new(),
             calls: 0,
+            context_budget: 0,
+            seen_context: Vec::new(),
         };
         let translation = translate(&mut translator, french, &glossary);
         // Asked with the hint, then again in repair, never better: the first text stays, and
@@ -545,5 +616,45 @@ mod tests {
         let findings = paragraph_findings(&paragraph.source, &paragraph.text, 0, &glossary);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].kind, fidelity::Kind::Glossary);
+    }
+
+    #[test]
+    fn each_request_shows_the_paragraphs_before_it_and_the_window_starts_again_when_full() {
+        let mut translator = Scripted {
+            replies: vec![
+                ("Le maire", "The mayor of Lyon spoke last night."),
+                ("Il a", "He announced three new schools."),
+                ("Le chantier", "The work will cost 12 million."),
+                ("Les travaux", "Work starts in May."),
+            ],
+            hinted: None,
+            seen_hints: Vec::new(),
+            calls: 0,
+            // The first two paragraphs (15 and 10 words, French and English) fit; the third
+            // does not.
+            context_budget: 30,
+            seen_context: Vec::new(),
+        };
+        let french = "Le maire de Lyon a parlé hier soir.\n\nIl a annoncé trois écoles.\n\n\
+                      Le chantier coûtera 12 millions.\n\nLes travaux commencent en mai.";
+        let translation = translate(&mut translator, french, &Glossary::default());
+        assert_eq!(translation.paragraphs.len(), 4);
+        // The first request has nothing before it and goes unguided.
+        assert_eq!(
+            translator.seen_context,
+            [
+                vec!["Le maire de Lyon a parlé hier soir."],
+                vec![
+                    "Le maire de Lyon a parlé hier soir.",
+                    "Il a annoncé trois écoles."
+                ],
+                vec!["Le chantier coûtera 12 millions."],
+            ]
+        );
+        // Marian takes no context: nothing is kept for it.
+        translator.context_budget = 0;
+        translator.seen_context.clear();
+        translate(&mut translator, french, &Glossary::default());
+        assert!(translator.seen_context.is_empty());
     }
 }
