@@ -153,6 +153,15 @@ pub struct SummaryArgs {
           help = KEY_SENTENCES.help("Key sentences in the extractive summary (run, summarize)"))]
     pub sentences: usize,
 
+    #[arg(long, value_name = "N or MIN-MAX", default_value = "3-5", value_parser = SentenceRange::parse,
+          help = "Sentences in the abstractive paragraph: a number, or a range such as 3-5 \
+                  [1-20] (run, summarize)")]
+    pub summary_sentences: SentenceRange,
+
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = SUMMARY_WORDS, allow_negative_numbers = true,
+          help = SUMMARY_WORDS.help("Words in the abstractive paragraph at most (run, summarize)"))]
+    pub summary_words: usize,
+
     /// No abstractive paragraph: key sentences only, and no language model loaded by
     /// `summarize` (run, summarize)
     #[arg(long, conflicts_with = "no_extractive")]
@@ -235,6 +244,36 @@ pub const THREADS: Count = Count { min: 1, max: 1024 };
 pub const BEAMS: Count = Count { min: 1, max: 32 };
 /// Zero key sentences is `--no-extractive`.
 pub const KEY_SENTENCES: Count = Count { min: 1, max: 100 };
+/// Below 10 words no paragraph of several sentences fits.
+pub const SUMMARY_WORDS: Count = Count { min: 10, max: 1000 };
+/// The most sentences `--summary-sentences` accepts.
+const SUMMARY_SENTENCES_MAX: usize = 20;
+
+/// How many sentences the abstractive paragraph may have: `4`, or `3-5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceRange {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl SentenceRange {
+    fn parse(text: &str) -> Result<Self, String> {
+        let number = |t: &str| t.trim().parse::<usize>().ok();
+        let (min, max) = match text.split_once('-') {
+            Some((a, b)) => (number(a), number(b)),
+            None => (number(text), number(text)),
+        };
+        match (min, max) {
+            (Some(min), Some(max)) if 1 <= min && min <= max && max <= SUMMARY_SENTENCES_MAX => {
+                Ok(Self { min, max })
+            }
+            _ => Err(format!(
+                "a number of sentences or a range such as 3-5, from 1 to \
+                 {SUMMARY_SENTENCES_MAX}, smallest first"
+            )),
+        }
+    }
+}
 
 impl Count {
     fn help(self, what: &str) -> String {
@@ -289,6 +328,7 @@ mod tests {
             ("--threads", THREADS),
             ("--beams", BEAMS),
             ("--sentences", KEY_SENTENCES),
+            ("--summary-words", SUMMARY_WORDS),
         ] {
             for bad in [
                 (count.min - 1).to_string(),
@@ -313,9 +353,31 @@ mod tests {
         let help = Cli::try_parse_from(["precis", "run", "--help"])
             .unwrap_err()
             .to_string();
-        for count in [MAX_TOKENS, THREADS, BEAMS, KEY_SENTENCES] {
+        for count in [MAX_TOKENS, THREADS, BEAMS, KEY_SENTENCES, SUMMARY_WORDS] {
             let range = format!("[{}-{}]", count.min, count.max);
             assert!(help.contains(&range), "{range} missing from\n{help}");
+        }
+    }
+
+    #[test]
+    fn summary_sentences_take_a_number_or_a_range() {
+        let parse = |value: &str| {
+            Cli::try_parse_from(["precis", "run", "a.txt", "--summary-sentences", value])
+        };
+        for (value, min, max) in [("4", 4, 4), ("3-5", 3, 5), ("1-20", 1, 20)] {
+            let Command::Run(args) = parse(value).unwrap().command else {
+                panic!("run")
+            };
+            assert_eq!(
+                args.summary.summary_sentences,
+                SentenceRange { min, max },
+                "{value}"
+            );
+        }
+        for bad in ["0", "5-3", "2-21", "three", "-", ""] {
+            let error = parse(bad).expect_err(bad);
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains("range such as 3-5"), "{error}");
         }
     }
 }

@@ -9,6 +9,7 @@ use precis::{
     fidelity::Glossary,
     files::Target,
     pipeline::{ArticleJob, Job, TranslatorChoice},
+    summarize::candidate::SummaryForm,
     text::input,
 };
 
@@ -56,6 +57,11 @@ impl ArticleSettings {
                 beams: args.beams.map(|b| b.get()),
                 max_tokens: args.max_tokens,
                 sentences: args.summary.sentences,
+                summary_form: SummaryForm {
+                    min_sentences: args.summary.summary_sentences.min,
+                    max_sentences: args.summary.summary_sentences.max,
+                    max_words: args.summary.summary_words,
+                },
                 extractive: !args.summary.no_extractive,
                 abstractive: !args.summary.no_abstractive,
                 glossary,

@@ -135,13 +135,41 @@ fn abstractive_sentences_carry_their_support() {
             "2",
             "--max-tokens",
             "120",
+            "--summary-sentences",
+            "2-3",
+            "--summary-words",
+            "60",
         ],
         &[],
     );
     let abstractive = &report["summary"]["abstractive"];
     assert_eq!(abstractive["model"], "qwen2.5-coder-0.5b-instruct");
-    assert_eq!(abstractive["omitted_sentences"], 0);
+    assert_eq!(abstractive["route"], "whole");
     let text = abstractive["text"].as_str().unwrap();
+    // One candidate per style, perhaps one more with its flagged sentences rewritten; exactly
+    // one chosen, and it is the paragraph reported, its measures with it.
+    let candidates = abstractive["candidates"].as_array().unwrap();
+    assert!((3..=4).contains(&candidates.len()), "{candidates:#?}");
+    let chosen: Vec<&Value> = candidates.iter().filter(|c| c["chosen"] == true).collect();
+    assert_eq!(chosen.len(), 1, "{candidates:#?}");
+    assert_eq!(chosen[0]["text"], abstractive["text"]);
+    assert_eq!(chosen[0]["properties"], abstractive["properties"]);
+    for candidate in candidates {
+        let properties = &candidate["properties"];
+        let sentences = properties["sentences"].as_u64().unwrap();
+        let words = properties["words"].as_u64().unwrap();
+        let shortcomings = candidate["shortcomings"].as_array().unwrap();
+        // The asked form is what the candidates are judged by.
+        let off_form = !(2..=3).contains(&sentences) || words > 60;
+        assert_eq!(
+            off_form,
+            shortcomings
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("asked")
+                    || s.as_str().unwrap().contains("at most 60")),
+            "{candidate:#?}"
+        );
+    }
     let sentences = abstractive["sentences"].as_array().unwrap();
     assert!(!sentences.is_empty(), "{text}");
     for s in sentences {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::text::{language::Language, segment::sentences};
 
+mod attribution;
 mod coverage;
 mod dates;
 mod glossary;
@@ -26,6 +27,7 @@ use numbers::*;
 use quotations::*;
 use words::*;
 
+pub use attribution::{attribution, check_attribution};
 pub use dates::{day_forms, qualified_months};
 pub use glossary::{Glossary, GlossaryError, Term};
 pub use numbers::{digit_forms, overused_numbers};
@@ -43,6 +45,8 @@ pub enum Kind {
     Omission,
     /// A term of the user's glossary not rendered as the glossary says.
     Glossary,
+    /// A summary sentence that states as fact what the article gives as someone's statement.
+    Attribution,
 }
 
 /// Which output was checked.
@@ -87,6 +91,7 @@ impl Finding {
             Kind::Link => "link",
             Kind::Omission => "omission",
             Kind::Glossary => "glossary",
+            Kind::Attribution => "attribution",
         };
         let mut line = format!("fidelity ({kind}), {place}: {}", self.problem);
         match (self.source_text.is_empty(), self.output_text.is_empty()) {
@@ -336,7 +341,10 @@ pub fn check_summary(article: &str, summary: &str) -> Vec<Finding> {
         }
         for name in names(sentence) {
             let core = without_common_words(&name);
-            if !core.is_empty() && !name_present(&core, &article_words, Language::English) {
+            if !core.is_empty()
+                && !name_present(&core, &article_words, Language::English)
+                && !initialism_in(&name, article)
+            {
                 findings.push(finding(
                     Kind::Name,
                     "",
@@ -690,6 +698,22 @@ mod tests {
         let findings = check_summary(article, "The White House saw “the end of the war”.");
         let found = problems(&findings);
         assert_eq!(found, [(Kind::Quote, "", "the end of the war")]);
+    }
+
+    #[test]
+    fn initials_of_names_the_article_gives_are_no_invention() {
+        let article = "The strong dynamic between Russia and the United States of America died. \
+                       The European Union said nothing.";
+        for summary in ["The US and the EU said nothing.", "The U.S.A. was silent."] {
+            assert!(check_summary(article, summary).is_empty(), "{summary}");
+        }
+        assert!(check_summary(
+            "Talks in Anchorage, Alaska (USA), ended.",
+            "The US was silent."
+        )
+        .is_empty());
+        let findings = check_summary(article, "Then NATO was silent.");
+        assert_eq!(problems(&findings), [(Kind::Name, "", "NATO")]);
     }
 
     #[test]

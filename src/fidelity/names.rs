@@ -213,6 +213,33 @@ pub(super) fn name_present(name: &str, other_words: &[String], other: Language) 
         })
 }
 
+/// Is `name` ("US", "U.S.", "EU") the initials of capitalised words that follow each other in
+/// `text` ("United States", "European Union"; "of" and "the" between them are passed over), or
+/// the start of a longer set of initials there ("US" in "USA")?
+pub(super) fn initialism_in(name: &str, text: &str) -> bool {
+    let letters: Vec<char> = name.chars().filter(|c| *c != '.').collect();
+    if !(2..=5).contains(&letters.len()) || !letters.iter().all(char::is_ascii_uppercase) {
+        return false;
+    }
+    let initials: String = letters.iter().collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty() && !matches!(*w, "of" | "the" | "and"))
+        .collect();
+    let longer = |w: &&str| {
+        w.len() > initials.len()
+            && w.starts_with(&initials)
+            && w.chars().all(|c| c.is_ascii_uppercase())
+    };
+    words.iter().any(longer)
+        || words.windows(letters.len()).any(|window| {
+            window.iter().zip(&letters).all(|(word, letter)| {
+                word.starts_with(*letter) && word.chars().nth(1).is_some_and(char::is_lowercase)
+            })
+        })
+}
+
 /// Same word in two spellings: at most one edit in five letters (Dmitri / Dmitry, médecine /
 /// medicine, Ukraine / Ukraina).
 pub(super) fn near_spelling(a: &str, b: &str) -> bool {

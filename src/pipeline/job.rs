@@ -19,6 +19,7 @@ use crate::{
     },
     fidelity::{Finding, Glossary},
     interrupt,
+    summarize::candidate::SummaryForm,
     text::Article,
 };
 
@@ -50,6 +51,8 @@ pub struct ArticleJob {
     pub max_tokens: usize,
     /// Key sentences.
     pub sentences: usize,
+    /// The abstractive paragraph's length.
+    pub summary_form: SummaryForm,
     pub extractive: bool,
     pub abstractive: bool,
     /// Terms the translation must render as given (`--glossary`).
@@ -99,7 +102,7 @@ impl ArticleReport {
             .summary
             .iter()
             .filter_map(|s| s.abstractive.as_ref())
-            .map(|a| &a.request);
+            .flat_map(|a| a.requests());
         translation.chain(summary)
     }
 }
@@ -200,6 +203,7 @@ pub fn run_article(
             extractive: job.extractive,
             abstractive: job.abstractive,
             max_new_tokens: job.max_tokens,
+            form: job.summary_form,
         };
         let summary = stoppable(|| {
             summarize_article(
@@ -216,12 +220,7 @@ pub fn run_article(
     };
 
     let fidelity_started = Instant::now();
-    let fidelity = check_fidelity(
-        &article,
-        &job.glossary,
-        translation.as_ref(),
-        summary.as_ref(),
-    );
+    let fidelity = check_fidelity(&job.glossary, translation.as_ref(), summary.as_ref());
     timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
 
     let mut report = ArticleReport {

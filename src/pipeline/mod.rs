@@ -13,9 +13,8 @@ use crate::{
         EngineError, StopReason,
     },
     failure::FailureKind,
-    fidelity::{self, Finding, Glossary},
+    fidelity::{Finding, Glossary},
     interrupt,
-    text::Article,
 };
 
 pub mod job;
@@ -105,10 +104,9 @@ fn unless_interrupted(output: Output) -> Result<Output, PipelineError> {
 }
 
 /// The fidelity findings of a run: each translated paragraph against its French source, and
-/// the abstractive summary against the English article (the translation, or the input of
-/// `summarize`). The extractive sentences are the article's own and need no check.
+/// the abstractive summary's (found against the English article when it was chosen). The
+/// extractive sentences are the article's own and need no check.
 pub fn check_fidelity(
-    article: &Article,
     glossary: &Glossary,
     translation: Option<&Translation>,
     summary: Option<&Summary>,
@@ -127,14 +125,7 @@ pub fn check_fidelity(
         }
     }
     if let Some(abstractive) = summary.and_then(|s| s.abstractive.as_ref()) {
-        let english: Vec<&str> = match translation {
-            Some(t) => t.paragraphs.iter().map(|p| p.text.as_str()).collect(),
-            None => article.paragraphs.iter().map(|p| p.text.as_str()).collect(),
-        };
-        findings.extend(fidelity::check_summary(
-            &english.join("\n\n"),
-            &abstractive.text,
-        ));
+        findings.extend(abstractive.findings.iter().cloned());
     }
     findings
 }

@@ -1,18 +1,25 @@
-//! The summary step: key sentences ranked from the article, and the abstractive paragraph
-//! with the article sentences that support each of its sentences.
+//! The summary step: key sentences ranked from the article, and the abstractive paragraph:
+//! several candidates, each measured (form, support, copying, coverage, fidelity with
+//! attribution), the best kept, with the article sentences that support each of its sentences.
 
 use serde::Serialize;
 
 use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
-        tasks::{self, Output, TokenProgress},
+        tasks::{self, Output, SummaryStyle, TokenProgress},
         Embedder, EngineError, LlmEngine, StopReason,
     },
+    fidelity::{self, Finding},
     summarize::{
-        self as summary, article_sentences, tfidf::TfIdf, Extracted, RankOptions, SupportedSentence,
+        self as summary, article_sentences,
+        candidate::{
+            choose, coverage, is_near_copy, paragraph_from_list, paragraph_sentences,
+            repeated_sentences, word_count, Properties, SummaryForm,
+        },
+        tfidf::TfIdf,
+        ArticleSentence, Extracted, RankOptions, SummarySource, SupportedSentence,
     },
-    text::segment,
 };
 
 /// How sentences are turned into vectors for ranking and provenance.
@@ -71,6 +78,8 @@ pub struct SummaryOptions {
     pub extractive: bool,
     pub abstractive: bool,
     pub max_new_tokens: usize,
+    /// The abstractive paragraph's length.
+    pub form: SummaryForm,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,27 +92,118 @@ pub struct Summary {
     pub abstractive: Option<Abstractive>,
 }
 
+/// How the article reached the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// The whole article in one request.
+    Whole,
+    /// Too long for one request: each section summarised, then their summaries (map-reduce).
+    Sections,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Abstractive {
     pub model: String,
     pub text: String,
     /// Each sentence of `text` with the article sentences that support it.
     pub sentences: Vec<SupportedSentence>,
-    /// Body sentences of the article left out of the prompt to fit it (0: the whole article).
-    pub omitted_sentences: usize,
+    pub route: Route,
+    /// The summaries of the sections of a long article (the map step), each checked against
+    /// its section; empty when the article went whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<SectionSummary>,
+    /// The chosen paragraph's measures.
+    pub properties: Properties,
+    /// What the chosen paragraph does not meet; empty when it meets every check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shortcomings: Vec<String>,
+    /// Every paragraph written, the chosen one included, with what each falls short of.
+    pub candidates: Vec<Candidate>,
+    /// The chosen paragraph's fidelity findings against the article, attribution included.
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+    /// How the chosen paragraph's request ended, and the tokens of all summary requests.
     #[serde(flatten)]
+    pub tokens: SummaryTokens,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryTokens {
+    #[serde(serialize_with = "tasks::serialize_stop")]
+    pub stop: StopReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+}
+
+impl Abstractive {
+    /// Every model request of the summary: sections, then candidates.
+    pub fn requests(&self) -> impl Iterator<Item = &Output> {
+        let sections = self.sections.iter().map(|s| &s.request);
+        sections.chain(self.candidates.iter().flat_map(|c| &c.requests))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionSummary {
+    pub text: String,
+    /// Fidelity findings of the summary against its section.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    #[serde(skip)]
     pub request: Output,
 }
 
-/// Article tokens the language model is shown at most when summarising. Long enough for most
-/// news articles whole (CNN/DailyMail's average is about 750 tokens), short enough that the
-/// prompt takes well under a minute on two CPU cores; longer articles are condensed around
-/// their key sentences.
+/// One summary paragraph the model wrote, and how it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub style: SummaryStyle,
+    /// What the model was told to mend, for a paragraph whose flagged sentences were
+    /// rewritten (empty for a first ask).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+    pub text: String,
+    pub properties: Properties,
+    /// Why it falls short; empty when it meets every check.
+    pub shortcomings: Vec<String>,
+    pub chosen: bool,
+    /// The requests that wrote it: one, or one per rewritten sentence.
+    #[serde(skip)]
+    pub requests: Vec<Output>,
+}
+
+impl Candidate {
+    fn new(
+        style: SummaryStyle,
+        text: String,
+        verdict: &Verdict,
+        form: &SummaryForm,
+        requests: Vec<Output>,
+    ) -> Self {
+        Self {
+            style,
+            hints: Vec::new(),
+            text,
+            shortcomings: verdict.properties.shortcomings(form),
+            properties: verdict.properties.clone(),
+            chosen: false,
+            requests,
+        }
+    }
+}
+
+/// Article tokens the language model is shown at most in one summary request. Long enough for
+/// most news articles whole (CNN/DailyMail's average is about 750 tokens), short enough that
+/// the prompt takes well under a minute on two CPU cores; longer articles are summarised
+/// section by section first.
 pub const SUMMARY_SOURCE_TOKENS: usize = 2048;
 
+/// The article's most relevant sentences, whose coverage a summary paragraph is measured by.
+const KEY_SENTENCES_COVERED: usize = 5;
+
 /// Summarises an English article given as paragraphs: extractive key sentences, and an
-/// abstractive paragraph from `generator` with the article sentences that support each of its
-/// sentences.
+/// abstractive paragraph from `generator`: several candidates, written in different ways, each
+/// measured (form, support, copying, coverage, fidelity with attribution), the best kept.
 pub fn summarize_article(
     generator: Option<(&mut LlmEngine, &str)>,
     vectors: &SentenceVectors<'_>,
@@ -124,7 +224,6 @@ pub fn summarize_article(
     let space = Space::fit(vectors, &texts);
     let article_vectors = space.embed(&texts)?;
     let rank = RankOptions::default();
-    let relevance = summary::relevance(&sentences, &article_vectors, &rank);
     let extractive = options
         .extractive
         .then(|| summary::extract(&sentences, &article_vectors, options.sentences, &rank));
@@ -132,58 +231,18 @@ pub fn summarize_article(
     let abstractive = match generator {
         Some((engine, model_id)) if options.abstractive => {
             progress(Progress::Summary);
-            let source = {
-                let count = |text: &str| engine.tokenizer().encode_text(text).map(|t| t.len());
-                summary::summary_source(
-                    paragraphs,
-                    &sentences,
-                    &relevance,
-                    SUMMARY_SOURCE_TOKENS,
-                    &count,
-                )
-                .map_err(|e| PipelineError::Engine(EngineError::Prompt(e)))?
+            let article = Judge {
+                space: &space,
+                sentences: &sentences,
+                vectors: &article_vectors,
+                key: key_sentences(&sentences, &article_vectors, &rank),
+                threshold: vectors.support_threshold(),
+                english: paragraphs.join("\n\n"),
+                form: options.form,
             };
-            let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
-            let output = unless_interrupted(tasks::summarize(
-                engine,
-                &source.text,
-                options.max_new_tokens,
-                &mut on_token,
-            )?)?;
-            if output.stop != StopReason::EndToken {
-                warnings.push(format!(
-                    "the summary stopped early ({})",
-                    tasks::stop_name(output.stop)
-                ));
-            }
-            let written: Vec<&str> = segment::sentences(&output.text)
-                .into_iter()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect();
-            let written_vectors = space.embed(&written)?;
-            let supported = summary::provenance(
-                &written,
-                &written_vectors,
-                &sentences,
-                &article_vectors,
-                vectors.support_threshold(),
-            );
-            for (n, s) in supported.iter().enumerate().filter(|(_, s)| !s.supported) {
-                warnings.push(format!(
-                    "summary sentence {} has no support in the article (best similarity {:.2}): {}",
-                    n + 1,
-                    s.best_similarity,
-                    s.text
-                ));
-            }
-            Some(Abstractive {
-                model: model_id.to_string(),
-                text: output.text.clone(),
-                sentences: supported,
-                omitted_sentences: source.omitted,
-                request: output,
-            })
+            Some(write_paragraph(
+                engine, model_id, &article, paragraphs, options, progress, warnings,
+            )?)
         }
         _ => None,
     };
@@ -192,4 +251,276 @@ pub fn summarize_article(
         extractive,
         abstractive,
     })
+}
+
+/// The article's key sentences (by relevance), as vectors.
+fn key_sentences<'v>(
+    sentences: &[ArticleSentence],
+    vectors: &'v [Vec<f32>],
+    rank: &RankOptions,
+) -> Vec<&'v [f32]> {
+    let relevance = summary::relevance(sentences, vectors, rank);
+    let mut body: Vec<usize> = (0..sentences.len())
+        .filter(|&i| sentences[i].content)
+        .collect();
+    body.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]));
+    body.iter()
+        .take(KEY_SENTENCES_COVERED)
+        .map(|&i| vectors[i].as_slice())
+        .collect()
+}
+
+/// The article as a summary paragraph is measured against.
+struct Judge<'a> {
+    space: &'a Space<'a>,
+    sentences: &'a [ArticleSentence],
+    vectors: &'a [Vec<f32>],
+    key: Vec<&'a [f32]>,
+    threshold: f32,
+    english: String,
+    form: SummaryForm,
+}
+
+/// What one paragraph measured: its sentences with their support, its properties, its
+/// fidelity findings.
+struct Verdict {
+    sentences: Vec<SupportedSentence>,
+    properties: Properties,
+    findings: Vec<Finding>,
+}
+
+impl Judge<'_> {
+    /// `complete`: the model ended every request that wrote `text` itself.
+    fn measure(&self, text: &str, complete: bool) -> Result<Verdict, PipelineError> {
+        let written = paragraph_sentences(text);
+        let written_vectors = self.space.embed(&written)?;
+        let supported = summary::provenance(
+            &written,
+            &written_vectors,
+            self.sentences,
+            self.vectors,
+            self.threshold,
+        );
+        let body: Vec<&str> = self
+            .sentences
+            .iter()
+            .filter(|s| s.content)
+            .map(|s| s.text.as_str())
+            .collect();
+        let supports: Vec<Vec<(&str, f32)>> = supported
+            .iter()
+            .map(|s| {
+                s.support
+                    .iter()
+                    .filter_map(|support| {
+                        self.sentences
+                            .iter()
+                            .find(|a| {
+                                a.paragraph == support.paragraph && a.sentence == support.sentence
+                            })
+                            .map(|a| (a.text.as_str(), support.similarity))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut findings = fidelity::check_summary(&self.english, text);
+        findings.extend(fidelity::check_attribution(&written, &supports));
+        let near_copies = written.iter().filter(|w| is_near_copy(w, &body)).count();
+        let properties = Properties {
+            sentences: written.len(),
+            words: word_count(text),
+            unsupported: supported.iter().filter(|s| !s.supported).count(),
+            near_copies,
+            copy_rate: if written.is_empty() {
+                0.0
+            } else {
+                near_copies as f32 / written.len() as f32
+            },
+            repeated: repeated_sentences(&written),
+            coverage: coverage(&written_vectors, &self.key, self.threshold),
+            findings: findings.len(),
+            complete,
+        };
+        Ok(Verdict {
+            sentences: supported,
+            properties,
+            findings,
+        })
+    }
+}
+
+/// The abstractive paragraph: the article whole or, when too long, its sections summarised
+/// first; then one candidate per style, each measured, and the best kept. A one-line warning
+/// says what the kept paragraph does not meet, if anything.
+fn write_paragraph(
+    engine: &mut LlmEngine,
+    model_id: &str,
+    article: &Judge<'_>,
+    paragraphs: &[String],
+    options: &SummaryOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+    warnings: &mut Vec<String>,
+) -> Result<Abstractive, PipelineError> {
+    let source = {
+        let count = |text: &str| engine.tokenizer().encode_text(text).map(|t| t.len());
+        summary::summary_source(paragraphs, article.sentences, SUMMARY_SOURCE_TOKENS, &count)
+            .map_err(|e| PipelineError::Engine(EngineError::Prompt(e)))?
+    };
+    // Room for a paragraph over its word limit to end by itself, so that it is measured (and
+    // passed over) rather than cut.
+    let budget = options.max_new_tokens.min(3 * options.form.max_words + 64);
+    let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
+    let (route, text, sections) = match source {
+        SummarySource::Whole(text) => (Route::Whole, text, Vec::new()),
+        SummarySource::Sections(parts) => {
+            let mut sections = Vec::with_capacity(parts.len());
+            for part in &parts {
+                let request = unless_interrupted(tasks::summarize_section(
+                    engine,
+                    part,
+                    budget,
+                    &mut on_token,
+                )?)?;
+                let findings = fidelity::check_summary(part, &request.text);
+                sections.push(SectionSummary {
+                    text: request.text.clone(),
+                    findings: findings.iter().map(Finding::describe).collect(),
+                    request,
+                });
+            }
+            let joined = sections
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            (Route::Sections, joined, sections)
+        }
+    };
+    let mut candidates = Vec::with_capacity(SummaryStyle::ALL.len() + 1);
+    let mut verdicts = Vec::with_capacity(SummaryStyle::ALL.len() + 1);
+    for style in SummaryStyle::ALL {
+        let request = unless_interrupted(tasks::summarize(
+            engine,
+            &text,
+            style,
+            &options.form,
+            budget,
+            &mut on_token,
+        )?)?;
+        let paragraph = paragraph_from_list(&request.text);
+        let verdict = article.measure(&paragraph, request.stop == StopReason::EndToken)?;
+        candidates.push(Candidate::new(
+            style,
+            paragraph,
+            &verdict,
+            &article.form,
+            vec![request],
+        ));
+        verdicts.push(verdict);
+    }
+    let measured = |candidates: &[Candidate]| -> Vec<Properties> {
+        candidates.iter().map(|c| c.properties.clone()).collect()
+    };
+    let (mut chosen, mut meets_all) =
+        choose(&measured(&candidates), &article.form).expect("one candidate per style");
+    let flagged = sentence_hints(&verdicts[chosen].findings);
+    if !meets_all && !flagged.is_empty() {
+        // Once: each sentence of the best paragraph with a finding rewritten by the model,
+        // told what to mend, and put back in its place. The result is one more candidate,
+        // kept only if it measures better.
+        let mut sentences: Vec<String> = paragraph_sentences(&candidates[chosen].text)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut requests = Vec::new();
+        let mut hints = Vec::new();
+        for (index, sentence_hints) in flagged {
+            let Some(sentence) = sentences.get(index) else {
+                continue;
+            };
+            let request = unless_interrupted(tasks::mend_summary_sentence(
+                engine,
+                &text,
+                sentence,
+                &sentence_hints,
+                budget,
+                &mut on_token,
+            )?)?;
+            sentences[index] = paragraph_from_list(&request.text);
+            requests.push(request);
+            hints.extend(sentence_hints);
+        }
+        let paragraph = sentences.join(" ");
+        let complete = requests.iter().all(|r| r.stop == StopReason::EndToken);
+        let verdict = article.measure(&paragraph, complete)?;
+        let style = candidates[chosen].style;
+        let mut candidate = Candidate::new(style, paragraph, &verdict, &article.form, requests);
+        candidate.hints = hints;
+        candidates.push(candidate);
+        verdicts.push(verdict);
+        (chosen, meets_all) =
+            choose(&measured(&candidates), &article.form).expect("candidates were written");
+    }
+    candidates[chosen].chosen = true;
+    let verdict = verdicts.swap_remove(chosen);
+    let kept = &candidates[chosen];
+    if !meets_all {
+        warnings.push(format!(
+            "no summary paragraph of {} met every check; the one kept has {}",
+            candidates.len(),
+            kept.shortcomings.join(", ")
+        ));
+    }
+    let requests = sections
+        .iter()
+        .map(|s| &s.request)
+        .chain(candidates.iter().flat_map(|c| &c.requests));
+    let (prompt_tokens, generated_tokens) = requests.fold((0, 0), |(p, g), r| {
+        (p + r.prompt_tokens, g + r.generated_tokens)
+    });
+    Ok(Abstractive {
+        tokens: SummaryTokens {
+            stop: kept
+                .requests
+                .last()
+                .map_or(StopReason::EndToken, |r| r.stop),
+            prompt_tokens,
+            generated_tokens,
+        },
+        model: model_id.to_string(),
+        text: kept.text.clone(),
+        sentences: verdict.sentences,
+        route,
+        sections,
+        properties: verdict.properties,
+        shortcomings: kept.shortcomings.clone(),
+        findings: verdict.findings,
+        candidates,
+    })
+}
+
+/// What to tell the model about each summary sentence with a finding, by sentence (0-based).
+fn sentence_hints(findings: &[Finding]) -> Vec<(usize, Vec<String>)> {
+    let mut by_sentence: Vec<(usize, Vec<String>)> = Vec::new();
+    for finding in findings {
+        let Some(index) = finding.sentence else {
+            continue;
+        };
+        let hint = match finding.kind {
+            fidelity::Kind::Attribution => format!(
+                "it says who said or reported it (the article has \"{}\")",
+                finding.source_text
+            ),
+            _ if !finding.output_text.is_empty() => format!(
+                "it does not write \"{}\" ({})",
+                finding.output_text, finding.problem
+            ),
+            _ => finding.problem.clone(),
+        };
+        match by_sentence.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, hints)) => hints.push(hint),
+            None => by_sentence.push((index, vec![hint])),
+        }
+    }
+    by_sentence
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::text::segment::sentences;
 
+pub mod candidate;
 mod provenance;
 mod rank;
 pub mod similarity;
@@ -92,18 +93,27 @@ mod tests {
     }
 
     #[test]
-    fn a_long_article_is_condensed_around_its_best_sentences() {
+    fn a_long_article_is_cut_into_sections_that_fit() {
         let s = article_sentences(&demo());
-        let v = tfidf_vectors(&s);
-        let r = relevance(&s, &v, &RankOptions::default());
         let words = |t: &str| -> Result<usize, ()> { Ok(t.split_whitespace().count()) };
-        let whole = summary_source(&demo(), &s, &r, 1000, &words).unwrap();
-        assert_eq!(whole.omitted, 0);
-        assert!(!whole.text.contains("Comment") && !whole.text.contains("https"));
-        assert_eq!(whole.text.split("\n\n").count(), 2);
-        let short = summary_source(&demo(), &s, &r, 20, &words).unwrap();
-        assert!(short.omitted > 0);
-        assert!(words(&short.text).unwrap() <= 20, "{}", short.text);
+        let whole = summary_source(&demo(), &s, 1000, &words).unwrap();
+        let SummarySource::Whole(text) = whole else {
+            panic!("{whole:?}")
+        };
+        assert!(!text.contains("Comment") && !text.contains("https"));
+        assert_eq!(text.split("\n\n").count(), 2);
+        let SummarySource::Sections(sections) = summary_source(&demo(), &s, 12, &words).unwrap()
+        else {
+            panic!("not cut")
+        };
+        assert!(sections.len() >= 2, "{sections:?}");
+        assert!(
+            sections.iter().all(|t| words(t).unwrap() <= 12),
+            "{sections:?}"
+        );
+        // Nothing of the body is lost or repeated.
+        let joined: Vec<&str> = sections.iter().flat_map(|t| t.split_whitespace()).collect();
+        assert_eq!(joined, text.split_whitespace().collect::<Vec<_>>());
     }
 
     #[test]

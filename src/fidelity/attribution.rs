@@ -1,0 +1,229 @@
+//! Attribution in a summary. When the article gives a statement as someone's ("RT reported
+//! that …", "according to the police", "the protesters demanded …"), a summary sentence drawn
+//! from it must still say that someone said it: stated as plain fact, a claim becomes the
+//! summary's own.
+//!
+//! Lexical, like the other checks: a sentence attributes when it holds a reporting verb or
+//! phrase. It does not check that the summary names the same source; a summary that keeps
+//! "said" with the wrong speaker passes.
+
+use super::{Finding, Kind, Stage};
+
+/// Reporting verbs and nouns of English news text, in the forms that attribute. Forms that are
+/// mostly something else ("state", "estimated", "added" as in "added costs" is kept: in news it
+/// is nearly always "he added") are left out.
+const CUE_WORDS: &[&str] = &[
+    "accuse",
+    "accused",
+    "accuses",
+    "acknowledged",
+    "acknowledges",
+    "admits",
+    "admitted",
+    "affirmed",
+    "affirms",
+    "added",
+    "adds",
+    "alleged",
+    "allegedly",
+    "alleges",
+    "announced",
+    "announces",
+    "argued",
+    "argues",
+    "asserted",
+    "asserts",
+    "assured",
+    "assures",
+    "believes",
+    "blamed",
+    "blames",
+    "chanted",
+    "claim",
+    "claimed",
+    "claims",
+    "condemned",
+    "condemns",
+    "confirmed",
+    "confirms",
+    "criticised",
+    "criticized",
+    "declared",
+    "declares",
+    "demanded",
+    "demands",
+    "denied",
+    "denies",
+    "explained",
+    "explains",
+    "indicated",
+    "indicates",
+    "insisted",
+    "insists",
+    "maintained",
+    "maintains",
+    "noted",
+    "promised",
+    "promises",
+    "quoted",
+    "reportedly",
+    "reported",
+    "reports",
+    "said",
+    "say",
+    "saying",
+    "says",
+    "spokesman",
+    "spokesperson",
+    "spokeswoman",
+    "stated",
+    "stressed",
+    "stresses",
+    "suggested",
+    "suggests",
+    "told",
+    "urged",
+    "urges",
+    "warned",
+    "warns",
+    "wrote",
+    "writes",
+];
+
+/// Phrases that attribute, matched on the lowercased sentence.
+const CUE_PHRASES: &[&str] = &[
+    "according to",
+    "in a statement",
+    "in an interview",
+    "quoted by",
+];
+
+/// How the sentence attributes what it says: its reporting verb with the two words before it
+/// ("RT reported"), or after it when a quotation ends just before it ("said the minister"), or
+/// the phrase with the two words after it ("according to the police").
+pub fn attribution(sentence: &str) -> Option<String> {
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    let bare = |w: &str| {
+        w.trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase()
+    };
+    if let Some(i) = words
+        .iter()
+        .position(|w| CUE_WORDS.contains(&bare(w).as_str()))
+    {
+        let after_quotation = i > 0 && words[i - 1].ends_with(['"', '”', '»', ',']);
+        let span = if after_quotation {
+            i..(i + 3).min(words.len())
+        } else {
+            i.saturating_sub(2)..i + 1
+        };
+        return Some(words[span].join(" "));
+    }
+    let lower: Vec<String> = words.iter().map(|w| bare(w)).collect();
+    CUE_PHRASES.iter().find_map(|phrase| {
+        let length = phrase.split(' ').count();
+        let at = lower.windows(length).position(|w| w.join(" ") == *phrase)?;
+        let end = (at + length + 2).min(words.len());
+        Some(words[at..end].join(" "))
+    })
+}
+
+/// How close in similarity another supporting sentence must be to the best for the summary
+/// sentence to count as drawn from it as much as from the best: a sentence that several
+/// article sentences support about equally, not all attributed, may state a plain fact.
+const AS_CLOSE: f32 = 0.05;
+
+/// Summary sentences that state as fact what the article sentences they come from attribute.
+/// `supports` gives, for each summary sentence, the article sentences that support it with
+/// their similarity, best first (none for an unsupported sentence: another check's finding).
+/// A sentence is a finding when its best support attributes, and so does every other support
+/// about as close ([`AS_CLOSE`]).
+pub fn check_attribution(summary: &[&str], supports: &[Vec<(&str, f32)>]) -> Vec<Finding> {
+    summary
+        .iter()
+        .zip(supports)
+        .enumerate()
+        .filter_map(|(index, (sentence, support))| {
+            let &(best, similarity) = support.first()?;
+            let cue = attribution(best)?;
+            let drawn_from = support.iter().filter(|(_, s)| similarity - s <= AS_CLOSE);
+            if attribution(sentence).is_some()
+                || drawn_from
+                    .clone()
+                    .any(|(text, _)| attribution(text).is_none())
+            {
+                return None;
+            }
+            Some(Finding {
+                kind: Kind::Attribution,
+                stage: Stage::Summary,
+                source_text: cue.clone(),
+                output_text: sentence.to_string(),
+                paragraph: None,
+                sentence: Some(index),
+                problem: format!(
+                    "the article gives this as someone's statement (\"{cue}\"); the summary \
+                     states it as fact"
+                ),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reporting_verbs_and_phrases_are_found_with_their_subject() {
+        assert_eq!(
+            attribution("RT reported that the strong momentum of the protests had died out.")
+                .as_deref(),
+            Some("RT reported")
+        );
+        assert_eq!(
+            attribution("According to the police, 300 people took part.").as_deref(),
+            Some("According to the police,")
+        );
+        assert_eq!(
+            attribution("\"Morsi must judge Sisi for the massacres,\" chanted the protesters.")
+                .as_deref(),
+            Some("chanted the protesters.")
+        );
+        assert_eq!(
+            attribution("The summit ended without a deal on Ukraine."),
+            None
+        );
+    }
+
+    #[test]
+    fn a_claim_stated_as_fact_is_a_finding_and_a_kept_source_is_not() {
+        let source = "RT reported that the strong momentum of the protests in Europe had died out.";
+        let summary = [
+            "The momentum of the protests in Europe has died out.",
+            "According to RT, the protests in Europe lost their momentum.",
+            "Putin and Trump met in Alaska.",
+        ];
+        let findings = check_attribution(
+            &summary,
+            &[vec![(source, 0.7)], vec![(source, 0.7)], Vec::new()],
+        );
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].sentence, Some(0));
+        assert_eq!(findings[0].kind, Kind::Attribution);
+        assert_eq!(findings[0].source_text, "RT reported");
+    }
+
+    #[test]
+    fn a_sentence_drawn_as_much_from_a_plain_statement_is_no_finding() {
+        let reported = "Mr. Peskov also declared that the summit had brought no advances.";
+        let plain = "Despite the summit not reaching any significant advances, both sides \
+                     welcomed it.";
+        let summary = ["The summit in Alaska failed to reach significant progress."];
+        assert!(check_attribution(&summary, &[vec![(reported, 0.51), (plain, 0.5)]]).is_empty());
+        assert_eq!(
+            check_attribution(&summary, &[vec![(reported, 0.61), (plain, 0.5)]]).len(),
+            1
+        );
+    }
+}
