@@ -107,6 +107,13 @@ def generate(args):
                         {"text": s["text"], "supported": s["supported"]}
                         for s in abstractive.get("sentences", [])
                     ],
+                    properties=abstractive.get("properties"),
+                    shortcomings=abstractive.get("shortcomings", []),
+                    candidates=[
+                        {"style": c["style"], "chosen": c["chosen"], "shortcomings": c["shortcomings"],
+                         "mended": bool(c.get("hints"))}
+                        for c in abstractive.get("candidates", [])
+                    ],
                 )
             else:
                 row.update(
@@ -164,6 +171,20 @@ def score(args):
         if supported:
             print(f"provenance: {sum(supported)} of {len(supported)} abstractive sentences supported "
                   f"(best cosine with an article sentence >= {SUPPORT_THRESHOLD})")
+        measured = [abstractive[i]["properties"] for i in ids if abstractive[i].get("properties")]
+        if measured:
+            low, high = args.summary_sentences
+            in_form = sum(low <= p["sentences"] <= high for p in measured)
+            sentences = sum(p["sentences"] for p in measured)
+            copies = sum(p["near_copies"] for p in measured)
+            findings = sum(p["findings"] for p in measured)
+            met = sum(not abstractive[i]["shortcomings"] for i in ids if abstractive[i].get("properties"))
+            mended = sum(any(c["mended"] and c["chosen"] for c in abstractive[i]["candidates"])
+                         for i in ids if abstractive[i].get("properties"))
+            print(f"form: {in_form} of {len(measured)} summaries have {low} to {high} sentences; "
+                  f"{copies} of {sentences} sentences are near copies ({100 * copies / max(sentences, 1):.1f}%); "
+                  f"{findings} fidelity findings remain; {met} summaries meet every check; "
+                  f"{mended} kept a rewritten sentence")
 
 
 # src/summarize/provenance.rs SUPPORT_THRESHOLD_EMBEDDING
@@ -212,6 +233,8 @@ def main():
     s = sub.add_parser("score")
     s.add_argument("--extractive", required=True)
     s.add_argument("--abstractive")
+    s.add_argument("--summary-sentences", type=lambda v: tuple(int(x) for x in v.split("-")),
+                   default=(3, 5), help="the range the summaries were asked for (default 3-5)")
     s.add_argument("--support-model", help="all-MiniLM-L6-v2 folder, to measure the provenance of "
                    "abstractive summaries recorded without it (needs sentence-transformers)")
     args = parser.parse_args()

@@ -701,6 +701,70 @@ mod tests {
     }
 
     #[test]
+    fn decades_are_numbers() {
+        for (fr, en) in [
+            (
+                "Il aurait été agressé dans les années 1950.",
+                "He was allegedly assaulted in the 1950s.",
+            ),
+            (
+                "Dans les années 80, Jordan Belfort monte une arnaque.",
+                "In the 1980s, Jordan Belfort sets up a scam.",
+            ),
+            ("Dans les années 80, il part.", "In the 80s, he leaves."),
+        ] {
+            let findings = check_translation(fr, en, 0);
+            assert!(findings.is_empty(), "{en}: {findings:?}");
+        }
+        let findings = check_translation(
+            "Dans les années 1950, il part.",
+            "In the 1960s, he leaves.",
+            0,
+        );
+        assert!(
+            findings.iter().any(|f| f.kind == Kind::Number),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn usual_english_names_of_french_names_are_no_finding() {
+        for (fr, en) in [
+            (
+                "Halloween est célébrée à la veille de la Toussaint.",
+                "Halloween is celebrated on the eve of All Saints' Day.",
+            ),
+            (
+                "Il est allé demander à la Grande-Bretagne de valider cette demande.",
+                "He went to ask Great Britain to approve the request.",
+            ),
+            (
+                "La Croix-Rouge a été demandée.",
+                "The Red Cross was called.",
+            ),
+            (
+                "L'Observatoire syrien des droits de l'Homme a fait état d'explosions.",
+                "The Syrian Observatory for Human Rights reported explosions.",
+            ),
+            (
+                "Le Nord-Kivu est l'une des régions les plus peuplées de la RDC.",
+                "North Kivu is one of the most populated regions of the Democratic Republic of \
+                 Congo.",
+            ),
+            (
+                "Peut-on se priver de la collaboration américaine ?",
+                "Can we do without the cooperation of the United States?",
+            ),
+        ] {
+            let findings = check_translation(fr, en, 0);
+            assert!(
+                !findings.iter().any(|f| f.kind == Kind::Name),
+                "{en}: {findings:?}"
+            );
+        }
+    }
+
+    #[test]
     fn initials_of_names_the_article_gives_are_no_invention() {
         let article = "The strong dynamic between Russia and the United States of America died. \
                        The European Union said nothing.";

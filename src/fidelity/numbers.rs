@@ -140,8 +140,13 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
             continue;
         }
         let followed_by_letter = chars.get(j).is_some_and(|&(_, n)| n.is_alphabetic());
+        // "the 1950s", "the 80s": the decade « les années 1950 », « les années 80 ».
+        let decade = lang == Language::English
+            && raw.ends_with('0')
+            && chars.get(j).is_some_and(|&(_, n)| n == 's')
+            && !chars.get(j + 1).is_some_and(|&(_, n)| n.is_alphabetic());
         // "1er", "2nd", "3D", "5G": ordinals and codes, not quantities to compare.
-        let ordinal_or_code = followed_by_letter;
+        let ordinal_or_code = followed_by_letter && !decade;
         i = j.max(i + 1);
         if in_date || ordinal_or_code {
             continue;
@@ -149,6 +154,19 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
         let Some(value) = parse_number(&raw, lang) else {
             continue;
         };
+        if decade {
+            // « les années 80 » is "the 1980s" as well as "the 80s".
+            let mut values = vec![value];
+            if value >= 1000.0 {
+                values.push(value % 100.0);
+            }
+            out.push(NumberMention {
+                text: text[start..=chars[j].0].to_string(),
+                values,
+            });
+            i = j + 1;
+            continue;
+        }
         // "6 p.m." is 18 h as much as "6:00 p.m." is.
         let mut values = match lang {
             Language::English => clock_values(value, text, end),
