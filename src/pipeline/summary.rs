@@ -423,12 +423,25 @@ fn write_paragraph(
     };
     let (mut chosen, mut meets_all) =
         choose(&measured(&candidates), &article.form).expect("one candidate per style");
-    let flagged = sentence_hints(&verdicts[chosen].findings);
-    if !meets_all && !flagged.is_empty() {
-        // Once: each sentence of the best paragraph with a finding rewritten by the model,
-        // told what to mend, and put back in its place. The result is one more candidate,
-        // kept only if it measures better.
-        let mut sentences: Vec<String> = paragraph_sentences(&candidates[chosen].text)
+    // The best paragraph with sentences the fidelity check flags (the chosen one, or one
+    // that its findings alone keep from being chosen): the one a rewrite can mend.
+    let mendable: Vec<usize> = (0..candidates.len())
+        .filter(|&i| !verdicts[i].findings.is_empty())
+        .collect();
+    let to_mend = choose(
+        &mendable
+            .iter()
+            .map(|&i| candidates[i].properties.clone())
+            .collect::<Vec<_>>(),
+        &article.form,
+    )
+    .map(|(best, _)| mendable[best]);
+    if let (false, Some(target)) = (meets_all, to_mend) {
+        let flagged = sentence_hints(&verdicts[target].findings);
+        // Once: each sentence of that paragraph with a finding rewritten by the model, told
+        // what to mend, and put back in its place. The result is one more candidate, kept
+        // only if it measures better.
+        let mut sentences: Vec<String> = paragraph_sentences(&candidates[target].text)
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -453,7 +466,7 @@ fn write_paragraph(
         let paragraph = sentences.join(" ");
         let complete = requests.iter().all(|r| r.stop == StopReason::EndToken);
         let verdict = article.measure(&paragraph, complete)?;
-        let style = candidates[chosen].style;
+        let style = candidates[target].style;
         let mut candidate = Candidate::new(style, paragraph, &verdict, &article.form, requests);
         candidate.hints = hints;
         candidates.push(candidate);
