@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use precis::{
+    engines::tasks::SummaryForm,
     failure::FailureKind,
     fidelity::Glossary,
     files::Target,
     pipeline::{ArticleJob, Job, TranslatorChoice},
-    summarize::candidate::SummaryForm,
     text::input,
 };
 

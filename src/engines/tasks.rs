@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::{
     constraint::FactRules, ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason,
 };
-use crate::summarize::candidate::SummaryForm;
 
 /// Progress of one model request, for progress bars.
 pub struct TokenProgress<'a> {
@@ -134,6 +133,36 @@ const TRANSLATE_INSTRUCTION: &str = "Translate the French text below into Englis
 the English translation only. Keep every name, number, link and quotation. Translate dates \
 exactly as precisely as the source gives them (for example, « début mai » is \"early May\" and \
 « mi-juin » is \"mid-June\"); never add a day, a year or any fact the source does not give.";
+
+/// How long the paragraph should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryForm {
+    pub min_sentences: usize,
+    pub max_sentences: usize,
+    pub max_words: usize,
+}
+
+impl Default for SummaryForm {
+    fn default() -> Self {
+        Self {
+            min_sentences: 3,
+            max_sentences: 5,
+            max_words: 100,
+        }
+    }
+}
+
+impl SummaryForm {
+    /// "3 to 5 sentences", "4 sentences".
+    pub fn sentences_phrase(&self) -> String {
+        if self.min_sentences == self.max_sentences {
+            let s = if self.min_sentences == 1 { "" } else { "s" };
+            format!("{} sentence{s}", self.min_sentences)
+        } else {
+            format!("{} to {} sentences", self.min_sentences, self.max_sentences)
+        }
+    }
+}
 
 const SUMMARY_SYSTEM: &str = "You summarise news articles faithfully.";
 

@@ -14,12 +14,11 @@ use super::{
 };
 use crate::{
     engines::{
-        tasks::{LlmTranslator, Output, Translator},
+        tasks::{LlmTranslator, Output, SummaryForm, Translator},
         MarianTranslator,
     },
     fidelity::{Finding, Glossary},
     interrupt,
-    summarize::candidate::SummaryForm,
     text::Article,
 };
 

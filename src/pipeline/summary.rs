@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
-        tasks::{self, Output, SummaryStyle, TokenProgress},
+        tasks::{self, Output, SummaryForm, SummaryStyle, TokenProgress},
         Embedder, EngineError, LlmEngine, StopReason,
     },
     fidelity::{self, Finding},
@@ -15,7 +15,7 @@ use crate::{
         self as summary, article_sentences,
         candidate::{
             choose, coverage, is_near_copy, paragraph_from_list, paragraph_sentences,
-            repeated_sentences, word_count, Properties, SummaryForm,
+            repeated_sentences, word_count, Properties,
         },
         tfidf::TfIdf,
         ArticleSentence, Extracted, RankOptions, SummarySource, SupportedSentence,

@@ -5,41 +5,11 @@
 use serde::Serialize;
 
 use super::cosine;
-use crate::text::segment::sentences;
+use crate::{engines::tasks::SummaryForm, text::segment::sentences};
 
 /// Share of a summary sentence's words found, in order, in one article sentence above which
 /// the summary sentence counts as copied rather than written.
 pub const NEAR_COPY: f32 = 0.8;
-
-/// How long the paragraph should be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SummaryForm {
-    pub min_sentences: usize,
-    pub max_sentences: usize,
-    pub max_words: usize,
-}
-
-impl Default for SummaryForm {
-    fn default() -> Self {
-        Self {
-            min_sentences: 3,
-            max_sentences: 5,
-            max_words: 100,
-        }
-    }
-}
-
-impl SummaryForm {
-    /// "3 to 5 sentences", "4 sentences".
-    pub fn sentences_phrase(&self) -> String {
-        if self.min_sentences == self.max_sentences {
-            let s = if self.min_sentences == 1 { "" } else { "s" };
-            format!("{} sentence{s}", self.min_sentences)
-        } else {
-            format!("{} to {} sentences", self.min_sentences, self.max_sentences)
-        }
-    }
-}
 
 /// What was measured of one paragraph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
