@@ -287,6 +287,8 @@ struct Verdict {
     sentences: Vec<SupportedSentence>,
     properties: Properties,
     findings: Vec<Finding>,
+    /// The sentences (0-based) that are near copies of an article sentence.
+    copied: Vec<usize>,
 }
 
 impl Judge<'_> {
@@ -325,7 +327,10 @@ impl Judge<'_> {
             .collect();
         let mut findings = fidelity::check_summary(&self.english, text);
         findings.extend(fidelity::check_attribution(&written, &supports));
-        let near_copies = written.iter().filter(|w| is_near_copy(w, &body)).count();
+        let copied: Vec<usize> = (0..written.len())
+            .filter(|&i| is_near_copy(written[i], &body))
+            .collect();
+        let near_copies = copied.len();
         let properties = Properties {
             sentences: written.len(),
             words: word_count(text),
@@ -345,6 +350,7 @@ impl Judge<'_> {
             sentences: supported,
             properties,
             findings,
+            copied,
         })
     }
 }
@@ -423,10 +429,10 @@ fn write_paragraph(
     };
     let (mut chosen, mut meets_all) =
         choose(&measured(&candidates), &article.form).expect("one candidate per style");
-    // The best paragraph with sentences the fidelity check flags (the chosen one, or one
-    // that its findings alone keep from being chosen): the one a rewrite can mend.
+    // The best paragraph with sentences that a rewrite can mend (a fidelity finding, a near
+    // copy): the chosen one, or one that those sentences alone keep from being chosen.
     let mendable: Vec<usize> = (0..candidates.len())
-        .filter(|&i| !verdicts[i].findings.is_empty())
+        .filter(|&i| !sentence_hints(&verdicts[i]).is_empty())
         .collect();
     let to_mend = choose(
         &mendable
@@ -437,10 +443,9 @@ fn write_paragraph(
     )
     .map(|(best, _)| mendable[best]);
     if let (false, Some(target)) = (meets_all, to_mend) {
-        let flagged = sentence_hints(&verdicts[target].findings);
-        // Once: each sentence of that paragraph with a finding rewritten by the model, told
-        // what to mend, and put back in its place. The result is one more candidate, kept
-        // only if it measures better.
+        let flagged = sentence_hints(&verdicts[target]);
+        // Once: each such sentence rewritten by the model, told what to mend, and put back in
+        // its place. The result is one more candidate, kept only if it measures better.
         let mut sentences: Vec<String> = paragraph_sentences(&candidates[target].text)
             .into_iter()
             .map(str::to_string)
@@ -512,10 +517,19 @@ fn write_paragraph(
     })
 }
 
-/// What to tell the model about each summary sentence with a finding, by sentence (0-based).
-fn sentence_hints(findings: &[Finding]) -> Vec<(usize, Vec<String>)> {
-    let mut by_sentence: Vec<(usize, Vec<String>)> = Vec::new();
-    for finding in findings {
+/// Told about a sentence that copies the article.
+const IN_OTHER_WORDS: &str =
+    "it says the same in other words and another word order than the article";
+
+/// What to tell the model about each summary sentence with a finding or that copies the
+/// article, by sentence (0-based).
+fn sentence_hints(verdict: &Verdict) -> Vec<(usize, Vec<String>)> {
+    let mut by_sentence: Vec<(usize, Vec<String>)> = verdict
+        .copied
+        .iter()
+        .map(|&i| (i, vec![IN_OTHER_WORDS.to_string()]))
+        .collect();
+    for finding in &verdict.findings {
         let Some(index) = finding.sentence else {
             continue;
         };

@@ -70,12 +70,20 @@ impl Properties {
 
 /// The index of the paragraph to keep, and whether it meets everything: among those that
 /// do, the one that covers most of the article's key sentences; when none does, the one with
-/// the fewest shortcomings, then the best coverage. Ties go to the earlier candidate.
+/// the fewest shortcomings other than copying (faithfulness and form come first), then the
+/// fewest copied sentences, then the best coverage. Ties go to the earlier candidate.
 pub fn choose(candidates: &[Properties], form: &SummaryForm) -> Option<(usize, bool)> {
-    let score = |p: &Properties| (p.shortcomings(form).len(), -p.coverage);
+    let score = |p: &Properties| {
+        let copying = usize::from(p.near_copies > 0);
+        (
+            p.shortcomings(form).len() - copying,
+            p.near_copies,
+            -p.coverage,
+        )
+    };
     let best = (0..candidates.len()).min_by(|&a, &b| {
         let (sa, sb) = (score(&candidates[a]), score(&candidates[b]));
-        sa.0.cmp(&sb.0).then(sa.1.total_cmp(&sb.1))
+        (sa.0, sa.1).cmp(&(sb.0, sb.1)).then(sa.2.total_cmp(&sb.2))
     })?;
     Some((best, candidates[best].shortcomings(form).is_empty()))
 }
@@ -224,11 +232,17 @@ mod tests {
             ),
             Some((3, true))
         );
-        // None meets everything: the fewest shortcomings, then coverage; reported as such.
+        // None meets everything: the fewest shortcomings other than copying, then the fewest
+        // copies, then coverage; reported as such.
         let too_long = properties(6, 140, 0.9, 0);
         assert_eq!(
             choose(&[too_long, copied.clone(), one_sentence], &form),
-            Some((2, false))
+            Some((1, false))
+        );
+        let copied_more = properties(4, 90, 0.9, 3);
+        assert_eq!(
+            choose(&[copied_more, copied.clone()], &form),
+            Some((1, false))
         );
         assert_eq!(
             copied.shortcomings(&form),
