@@ -162,6 +162,13 @@ pub struct SummaryArgs {
           help = SUMMARY_WORDS.help("Words in the abstractive paragraph at most (run, summarize)"))]
     pub summary_words: usize,
 
+    /// Article tokens one summary request holds; a longer article is summarised section by
+    /// section, then the sections' summaries together. Hidden: for tests, which need the
+    /// section route on a short article
+    #[arg(long, value_name = "N", default_value_t = precis::pipeline::SUMMARY_SOURCE_TOKENS,
+          value_parser = SUMMARY_REQUEST_TOKENS, allow_negative_numbers = true, hide = true)]
+    pub summary_request_tokens: usize,
+
     /// No abstractive paragraph: key sentences only, and no language model loaded by
     /// `summarize` (run, summarize)
     #[arg(long, conflicts_with = "no_extractive")]
@@ -244,6 +251,11 @@ pub const THREADS: Count = Count { min: 1, max: 1024 };
 pub const BEAMS: Count = Count { min: 1, max: 32 };
 /// Zero key sentences is `--no-extractive`.
 pub const KEY_SENTENCES: Count = Count { min: 1, max: 100 };
+/// Tokens of article one summary request holds: at least a long sentence, at most the context.
+pub const SUMMARY_REQUEST_TOKENS: Count = Count {
+    min: 32,
+    max: 16384,
+};
 /// Below 10 words no paragraph of several sentences fits.
 pub const SUMMARY_WORDS: Count = Count { min: 10, max: 1000 };
 /// The most sentences `--summary-sentences` accepts.

@@ -62,6 +62,7 @@ impl ArticleSettings {
                     max_sentences: args.summary.summary_sentences.max,
                     max_words: args.summary.summary_words,
                 },
+                summary_source_tokens: args.summary.summary_request_tokens,
                 extractive: !args.summary.no_extractive,
                 abstractive: !args.summary.no_abstractive,
                 glossary,

@@ -189,3 +189,40 @@ fn abstractive_sentences_carry_their_support() {
     assert_eq!(report["summary"]["extractive"].as_array().unwrap().len(), 2);
     assert!(report["timings"]["summarize_ms"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_long_article_is_summarised_by_sections_then_together() {
+    if !cached("all-minilm-l6-v2") || !cached("qwen2.5-coder-0.5b-instruct") {
+        return;
+    }
+    // Requests of at most 60 article tokens make the test article "long": each of its
+    // body paragraphs is a section (the default, 2,048 tokens, would need an article that
+    // takes minutes in a test build).
+    let report = json(
+        &[
+            "--no-extractive",
+            "--model",
+            "qwen2.5-coder-0.5b-instruct",
+            "--max-tokens",
+            "120",
+            "--summary-request-tokens",
+            "60",
+        ],
+        &[],
+    );
+    let abstractive = &report["summary"]["abstractive"];
+    assert_eq!(abstractive["route"], "sections");
+    let sections = abstractive["sections"].as_array().unwrap();
+    assert!(sections.len() >= 2, "{sections:#?}");
+    assert!(sections
+        .iter()
+        .all(|s| !s["text"].as_str().unwrap().trim().is_empty()));
+    // The paragraph is written from the sections' summaries and measured against the article.
+    assert!(abstractive["candidates"].as_array().unwrap().len() >= 3);
+    assert!(!abstractive["text"].as_str().unwrap().trim().is_empty());
+    assert!(abstractive["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["supported"] == true));
+}

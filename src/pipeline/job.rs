@@ -52,6 +52,8 @@ pub struct ArticleJob {
     pub sentences: usize,
     /// The abstractive paragraph's length.
     pub summary_form: SummaryForm,
+    /// Article tokens one summary request holds at most (`--summary-request-tokens`).
+    pub summary_source_tokens: usize,
     pub extractive: bool,
     pub abstractive: bool,
     /// Terms the translation must render as given (`--glossary`).
@@ -203,6 +205,7 @@ pub fn run_article(
             abstractive: job.abstractive,
             max_new_tokens: job.max_tokens,
             form: job.summary_form,
+            source_tokens: job.summary_source_tokens,
         };
         let summary = stoppable(|| {
             summarize_article(

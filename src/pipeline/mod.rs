@@ -24,7 +24,9 @@ pub mod translate;
 
 pub use job::{run_article, ArticleJob, ArticleReport, Job};
 pub use models::{ModelSource, TranslatorChoice};
-pub use summary::{summarize_article, Abstractive, SentenceVectors, Summary, SummaryOptions};
+pub use summary::{
+    summarize_article, Abstractive, SentenceVectors, Summary, SummaryOptions, SUMMARY_SOURCE_TOKENS,
+};
 pub use translate::{
     paragraph_findings, translate_article, Repair, RepairMethod, TranslatedParagraph, Translation,
 };

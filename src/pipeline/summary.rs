@@ -80,6 +80,9 @@ pub struct SummaryOptions {
     pub max_new_tokens: usize,
     /// The abstractive paragraph's length.
     pub form: SummaryForm,
+    /// Article tokens one summary request holds at most; a longer article is summarised by
+    /// sections ([`SUMMARY_SOURCE_TOKENS`] unless a test asks for less).
+    pub source_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -369,7 +372,7 @@ fn write_paragraph(
 ) -> Result<Abstractive, PipelineError> {
     let source = {
         let count = |text: &str| engine.tokenizer().encode_text(text).map(|t| t.len());
-        summary::summary_source(paragraphs, article.sentences, SUMMARY_SOURCE_TOKENS, &count)
+        summary::summary_source(paragraphs, article.sentences, options.source_tokens, &count)
             .map_err(|e| PipelineError::Engine(EngineError::Prompt(e)))?
     };
     // Room for a paragraph over its word limit to end by itself, so that it is measured (and
