@@ -492,21 +492,15 @@ fn write_paragraph(
             kept.shortcomings.join(", ")
         ));
     }
-    let requests = sections
-        .iter()
-        .map(|s| &s.request)
-        .chain(candidates.iter().flat_map(|c| &c.requests));
-    let (prompt_tokens, generated_tokens) = requests.fold((0, 0), |(p, g), r| {
-        (p + r.prompt_tokens, g + r.generated_tokens)
-    });
-    Ok(Abstractive {
+    let stop = kept
+        .requests
+        .last()
+        .map_or(StopReason::EndToken, |r| r.stop);
+    let mut abstractive = Abstractive {
         tokens: SummaryTokens {
-            stop: kept
-                .requests
-                .last()
-                .map_or(StopReason::EndToken, |r| r.stop),
-            prompt_tokens,
-            generated_tokens,
+            stop,
+            prompt_tokens: 0,
+            generated_tokens: 0,
         },
         model: model_id.to_string(),
         text: kept.text.clone(),
@@ -517,7 +511,13 @@ fn write_paragraph(
         shortcomings: kept.shortcomings.clone(),
         findings: verdict.findings,
         candidates,
-    })
+    };
+    let (prompt_tokens, generated_tokens) = abstractive.requests().fold((0, 0), |(p, g), r| {
+        (p + r.prompt_tokens, g + r.generated_tokens)
+    });
+    abstractive.tokens.prompt_tokens = prompt_tokens;
+    abstractive.tokens.generated_tokens = generated_tokens;
+    Ok(abstractive)
 }
 
 /// Told about a sentence that copies the article.
