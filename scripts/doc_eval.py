@@ -8,6 +8,11 @@ stopped; the scores cover the articles finished.
     scripts/doc_eval.py run --precis target/release/precis --out eval/doc/new [--limit 10] [-- ARGS]
     scripts/doc_eval.py score --out eval/doc/new [--checker BIN] [--sacrebleu BIN]
 
+With `run --summary`, each article goes through `precis run` (translation and summary) instead,
+and `score` adds the summary paragraphs' form figures (sentences, support, near copies,
+findings by kind) and writes `summaries.md`: each summary with its attribution findings and
+the article sentences that support each summary sentence, for reading by hand.
+
 `score` counts findings twice: as the precis run reported them (what remains after its repairs),
 and with one checker for all runs (`cargo build --release --example fidelity_check`), so that two
 versions of precis are compared by the same check.
@@ -43,7 +48,8 @@ def run(args):
         with tempfile.NamedTemporaryFile("w", suffix=".fr.txt", encoding="utf-8", delete=False) as f:
             f.write("\n\n".join(doc["fr"]) + "\n")
             source = f.name
-        command = [args.precis, "-q", "translate", source, "--format", "json"] + args.precis_args
+        step = "run" if args.summary else "translate"
+        command = [args.precis, "-q", step, source, "--format", "json"] + args.precis_args
         started = time.monotonic()
         done = subprocess.run(command, capture_output=True, text=True)
         wall = time.monotonic() - started
@@ -77,6 +83,7 @@ def score(args):
     out = pathlib.Path(args.out)
     docs = load_docs(args.docs, None)
     hyps, refs, srcs = [], [], []
+    summaries = []
     reported = collections.Counter()
     repairs = collections.Counter()
     wall = 0.0
@@ -93,6 +100,10 @@ def score(args):
         refs += doc["en"]
         srcs += doc["fr"]
         reported.update(f["kind"] for f in report["fidelity"] if f["stage"] == "translation")
+        abstractive = (report.get("summary") or {}).get("abstractive")
+        if abstractive:
+            summary_findings = [f for f in report["fidelity"] if f["stage"] == "summary"]
+            summaries.append((doc, abstractive, summary_findings, report["translation"]["paragraphs"]))
         for paragraph in report["translation"]["details"]:
             for repair in paragraph.get("repairs", []):
                 repairs["kept" if repair["kept"] else "dropped"] += 1
@@ -115,9 +126,44 @@ def score(args):
         "findings_one_checker_total": sum(rechecked.values()),
         "repairs": dict(repairs),
     }
+    if summaries:
+        summary["summaries"] = summary_figures(summaries)
+        write_summaries(out / "summaries.md", summaries)
     (out / "hyp.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=1))
+
+
+def summary_figures(summaries):
+    props = [a["properties"] for _, a, _, _ in summaries]
+    sentences = sum(p["sentences"] for p in props)
+    kinds = collections.Counter(f["kind"] for _, _, findings, _ in summaries for f in findings)
+    return {
+        "articles": len(props),
+        "in_form": sum(1 for _, a, _, _ in summaries if not any("asked" in s or "at most" in s for s in a.get("shortcomings", []))),
+        "sentences": sentences,
+        "supported": sentences - sum(p["unsupported"] for p in props),
+        "near_copies": sum(p["near_copies"] for p in props),
+        "findings": dict(sorted(kinds.items())),
+        "meet_every_check": sum(1 for _, a, _, _ in summaries if not a.get("shortcomings")),
+        "routes": dict(collections.Counter(a["route"] for _, a, _, _ in summaries)),
+    }
+
+
+def write_summaries(path, summaries):
+    lines = ["# Summaries, for reading attribution by hand", "",
+             "Each summary sentence with the paragraphs of the translation that hold its supports.", ""]
+    for doc, abstractive, findings, paragraphs in summaries:
+        lines += [f"## {doc['docid']} (article {doc['doc_index']})", "", abstractive["text"], ""]
+        for finding in findings:
+            lines.append(f"- finding ({finding['kind']}): {finding['problem']}: {finding.get('output_text', '')!r}")
+        for n, sentence in enumerate(abstractive["sentences"], 1):
+            lines.append(f"- sentence {n}: {sentence['text']!r}")
+            for support in sentence.get("support", []):
+                where = f"{support['paragraph'] + 1}.{support['sentence'] + 1}"
+                lines.append(f"  - {support['similarity']:.3f} [{where}] {paragraphs[support['paragraph']]!r}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def main():
@@ -128,6 +174,7 @@ def main():
     r.add_argument("--out", required=True)
     r.add_argument("--docs", default=str(DOCS))
     r.add_argument("--limit", type=int, help="the first N articles only")
+    r.add_argument("--summary", action="store_true", help="precis run (translation and summary) instead of translate")
     r.add_argument("precis_args", nargs="*", help="after --: passed to precis (default: --translator llm)")
     s = sub.add_parser("score")
     s.add_argument("--out", required=True)

@@ -4,6 +4,7 @@ mod llm_common;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
+use precis::engines::copy_guard::SourceRuns;
 use precis::engines::{ChatMessage, GenerateOptions, LlmEngine, StopReason};
 use precis::infer::kernels::math::argmax;
 use precis::infer::{CausalLm, InferError, Qwen2};
@@ -76,6 +77,60 @@ fn a_shared_prefix_is_reused_without_changing_the_answer() {
         reused.text, recomputed.text
     );
     assert!(!reused.tokens.is_empty());
+}
+
+/// Folded words, for comparing runs: lower case, letters and digits.
+fn folded_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Asked to repeat a sentence word for word, the model does; with the sentence's runs of four
+/// words refused, it writes none of them and still answers.
+#[test]
+fn a_reply_kept_from_the_source_runs_repeats_none_of_them() {
+    let Some(path) = llm_common::qwen05() else {
+        return;
+    };
+    let mut engine = LlmEngine::load(&ModelFiles::single("qwen", &path), &Device::Cpu).unwrap();
+    let source = "The strong dynamic created by the summit was extinguished by protesters \
+                  coming mainly from western countries.";
+    let messages = [ChatMessage::user(format!(
+        "Repeat this sentence word for word: {source}"
+    ))];
+    let runs_of = |text: &str| -> Vec<Vec<String>> {
+        folded_words(text)
+            .windows(4)
+            .map(<[String]>::to_vec)
+            .collect()
+    };
+    let source_runs = runs_of(source);
+    let free = engine
+        .generate(&messages, &GenerateOptions::default(), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(
+        runs_of(&free.text).iter().any(|r| source_runs.contains(r)),
+        "{}",
+        free.text
+    );
+    let opts = GenerateOptions {
+        avoid_copying: Some(SourceRuns::new(source, 4)),
+        ..GenerateOptions::default()
+    };
+    let guarded = engine
+        .generate(&messages, &opts, |_| ControlFlow::Continue(()))
+        .unwrap();
+    eprintln!("free: {:?}\nguarded: {:?}", free.text, guarded.text);
+    assert!(folded_words(&guarded.text).len() >= 4, "{}", guarded.text);
+    let repeated: Vec<_> = runs_of(&guarded.text)
+        .into_iter()
+        .filter(|r| source_runs.contains(r))
+        .collect();
+    assert!(repeated.is_empty(), "{repeated:?} in {}", guarded.text);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use super::{
     constraint::{FactRules, KeepsToFacts},
+    copy_guard::{AvoidsCopying, SourceRuns},
     EngineError,
 };
 use crate::infer::{
@@ -30,6 +31,9 @@ pub struct GenerateOptions {
     /// The numbers and dates the reply may write (constrained decoding, [`KeepsToFacts`]);
     /// `None` leaves them free.
     pub facts: Option<FactRules>,
+    /// Runs of words the reply may not repeat (constrained decoding, [`AvoidsCopying`]): a
+    /// summary's source, so that it is written in other words. `None` allows any.
+    pub avoid_copying: Option<SourceRuns>,
     /// The reply's first words, given: the model writes what follows them (a repair that keeps
     /// a translation up to its first error). They are part of [`Generation::text`].
     pub reply_start: Option<String>,
@@ -42,6 +46,7 @@ impl Default for GenerateOptions {
             repetition: Some(RepetitionGuard::default()),
             lookup: Some(PromptLookup::default()),
             facts: None,
+            avoid_copying: None,
             reply_start: None,
         }
     }
@@ -169,11 +174,20 @@ impl LlmEngine {
             .facts
             .as_ref()
             .map(|rules| KeepsToFacts::new(tokenizer, rules));
+        let fresh_wording = opts
+            .avoid_copying
+            .as_ref()
+            .map(|runs| AvoidsCopying::new(tokenizer, runs));
+        let constraints: Vec<&dyn TokenConstraint> = facts
+            .iter()
+            .map(|c| c as &dyn TokenConstraint)
+            .chain(fresh_wording.iter().map(|c| c as &dyn TokenConstraint))
+            .collect();
         let decoded = decode::constrained(
             &mut self.model,
             &prompt,
             &decode_opts,
-            facts.as_ref().map(|c| c as &dyn TokenConstraint),
+            (!constraints.is_empty()).then_some(&constraints as &dyn TokenConstraint),
             |step| {
                 let piece = stream.push(tokenizer.text_piece(step.token));
                 text.push_str(&piece);

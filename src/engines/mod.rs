@@ -2,6 +2,7 @@
 //! loads from the model's files as the store resolves them (`load::ModelFiles`).
 
 pub mod constraint;
+pub mod copy_guard;
 pub mod embedder;
 pub mod llm;
 pub mod marian;

@@ -6,7 +6,8 @@ use std::{ops::ControlFlow, time::Duration};
 use serde::Serialize;
 
 use super::{
-    constraint::FactRules, ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason,
+    constraint::FactRules, copy_guard::SourceRuns, ChatMessage, EngineError, GenerateOptions,
+    LlmEngine, StopReason,
 };
 
 /// Progress of one model request, for progress bars.
@@ -218,6 +219,13 @@ impl SummaryStyle {
     }
 }
 
+/// The shortest run of the summarised text's words that a summary may not repeat (names and
+/// quotations aside): a summary keeps the article's facts, not its sentences.
+const SUMMARY_COPY_RUN_WORDS: usize = 5;
+
+/// The same for the rewrite of a sentence that copies the article anyway.
+const COPIED_SENTENCE_RUN_WORDS: usize = 3;
+
 /// For one section of an article too long for one request: the map step of map-reduce.
 const SECTION_INSTRUCTION: &str = "Summarise the part of an article above in 2 or 3 sentences \
 of English, in your own words, keeping names, numbers and who said what. Reply with the \
@@ -370,6 +378,7 @@ pub fn summarize(
         engine,
         english_article,
         &style.instruction(form),
+        SUMMARY_COPY_RUN_WORDS,
         max_new_tokens,
         on_token,
     )
@@ -378,12 +387,15 @@ pub fn summarize(
 /// Rewrites one sentence of a summary of the article so that it meets `hints` (the fidelity
 /// check's findings about it); the pipeline puts it back in its place. A whole new paragraph
 /// would start over: asked to mend one sentence of a paragraph, qwen2.5-coder-1.5b-instruct
-/// returned that sentence alone.
+/// returned that sentence alone. A sentence that `copies` the article may not repeat even
+/// three of its words in a row (names and quotations aside): with five, the rewrite of
+/// "Moscow accuses Ukraine and allies of sabotaging Trump's efforts" was another copy.
 pub fn mend_summary_sentence(
     engine: &mut LlmEngine,
     english_article: &str,
     sentence: &str,
     hints: &[String],
+    copies: bool,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
@@ -392,10 +404,16 @@ pub fn mend_summary_sentence(
          this sentence, keeping its facts, so that {}. Reply with the sentence only.",
         hints.join("; and ")
     );
+    let run_words = if copies {
+        COPIED_SENTENCE_RUN_WORDS
+    } else {
+        SUMMARY_COPY_RUN_WORDS
+    };
     summary_request(
         engine,
         english_article,
         &instruction,
+        run_words,
         max_new_tokens,
         on_token,
     )
@@ -412,20 +430,25 @@ pub fn summarize_section(
         engine,
         section,
         SECTION_INSTRUCTION,
+        SUMMARY_COPY_RUN_WORDS,
         max_new_tokens,
         on_token,
     )
 }
 
+/// A summary request; its reply may not repeat the text's runs of `run_words` words
+/// ([`SourceRuns`]).
 fn summary_request(
     engine: &mut LlmEngine,
     text: &str,
     instruction: &str,
+    run_words: usize,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
     let options = GenerateOptions {
         max_new_tokens,
+        avoid_copying: Some(SourceRuns::new(text, run_words)),
         ..GenerateOptions::default()
     };
     run(

@@ -193,6 +193,13 @@ pub trait TokenConstraint {
     fn allows(&self, generated: &[u32], token: u32) -> bool;
 }
 
+/// Several constraints at once: a token must be allowed by each.
+impl TokenConstraint for Vec<&dyn TokenConstraint> {
+    fn allows(&self, generated: &[u32], token: u32) -> bool {
+        self.iter().all(|c| c.allows(generated, token))
+    }
+}
+
 /// The most likely token after `generated` that `constraint` allows. The argmax is asked first
 /// (almost always allowed); only when it is refused are all tokens scanned.
 fn choose(

@@ -464,6 +464,7 @@ fn write_paragraph(
                 &text,
                 sentence,
                 &sentence_hints,
+                verdicts[target].copied.contains(&index),
                 budget,
                 &mut on_token,
             )?)?;
