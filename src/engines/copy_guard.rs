@@ -225,6 +225,155 @@ impl TokenConstraint for AvoidsCopying<'_> {
     }
 }
 
+/// The sentences a sentence being written may not nearly copy: more than `share` of its words
+/// found in order (longest common subsequence) in one of them. Runs of words do not catch a
+/// copy with words left out: "Moscow accuses Ukraine and allies of sabotaging Trump" repeats
+/// no three words of "Moscow ... accusing the Ukraine and its Western European allies of
+/// actively sabotaging Trump's efforts", yet 7 of its 8 words are there in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearCopyRule {
+    sentences: Vec<Vec<String>>,
+    /// Every start of every word of the sentences, to pass over at once a word none has.
+    starts: HashSet<String>,
+    share: f32,
+}
+
+/// Words written before the share is held to: a sentence may open with a few words in the
+/// article's order ("The president of the").
+const NEAR_COPY_FROM_WORDS: usize = 5;
+
+impl NearCopyRule {
+    pub fn new(sentences: &[&str], share: f32) -> Self {
+        let sentences: Vec<Vec<String>> = sentences
+            .iter()
+            .map(|s| {
+                let mut tail = Tail::default();
+                tail.push_text(s);
+                tail.words
+            })
+            .collect();
+        let starts = sentences
+            .iter()
+            .flatten()
+            .flat_map(|w| {
+                w.char_indices()
+                    .map(|(i, c)| w[..i + c.len_utf8()].to_string())
+            })
+            .collect();
+        Self {
+            sentences,
+            starts,
+            share,
+        }
+    }
+
+    /// For each sentence, the longest common subsequence of `words` with each of its prefixes
+    /// (the last row of the table).
+    fn rows(&self, words: &[String]) -> Vec<Vec<usize>> {
+        self.sentences
+            .iter()
+            .map(|sentence| {
+                let mut row = vec![0; sentence.len() + 1];
+                for word in words {
+                    advance(&mut row, sentence, word, false);
+                }
+                row
+            })
+            .collect()
+    }
+}
+
+/// One more word in the table's last row; an `open` word (still being written) matches every
+/// word it starts.
+fn advance(row: &mut [usize], sentence: &[String], word: &str, open: bool) {
+    let mut diagonal = 0;
+    for (j, other) in sentence.iter().enumerate() {
+        let up = row[j + 1];
+        let same = if open {
+            other.starts_with(word)
+        } else {
+            other == word
+        };
+        row[j + 1] = if same {
+            diagonal + 1
+        } else {
+            row[j + 1].max(row[j])
+        };
+        diagonal = up;
+    }
+}
+
+/// Allows a token unless the sentence being written (the whole reply) becomes, with it, a near
+/// copy of one of the rule's sentences once it has [`NEAR_COPY_FROM_WORDS`] words; a word still
+/// being written counts as the word it may become.
+pub struct AvoidsNearCopy<'a> {
+    tokenizer: &'a GgufTokenizer,
+    rule: &'a NearCopyRule,
+    /// The reply so far, for the `generated` it was read from.
+    state: RefCell<Option<Written>>,
+}
+
+/// The reply's words and the rows of its complete words, read from the generated tokens that
+/// `key` names (their count and last token).
+struct Written {
+    key: (usize, Option<u32>),
+    tail: Tail,
+    rows: Vec<Vec<usize>>,
+}
+
+impl<'a> AvoidsNearCopy<'a> {
+    pub fn new(tokenizer: &'a GgufTokenizer, rule: &'a NearCopyRule) -> Self {
+        Self {
+            tokenizer,
+            rule,
+            state: RefCell::new(None),
+        }
+    }
+}
+
+impl TokenConstraint for AvoidsNearCopy<'_> {
+    fn allows(&self, generated: &[u32], token: u32) -> bool {
+        let piece = String::from_utf8_lossy(self.tokenizer.text_piece(token));
+        if !piece.chars().any(char::is_alphanumeric) {
+            return true;
+        }
+        let key = (generated.len(), generated.last().copied());
+        let mut state = self.state.borrow_mut();
+        if state.as_ref().is_none_or(|w| w.key != key) {
+            let bytes: Vec<u8> = generated
+                .iter()
+                .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
+                .collect();
+            let mut tail = Tail::default();
+            tail.push_text(&String::from_utf8_lossy(&bytes));
+            let complete = tail.words.len() - usize::from(tail.open);
+            let rows = self.rule.rows(&tail.words[..complete]);
+            *state = Some(Written { key, tail, rows });
+        }
+        let Written { tail, rows, .. } = state.as_ref().expect("state just set");
+        let complete = tail.words.len() - usize::from(tail.open);
+        let mut written = tail.clone();
+        written.push_text(&piece);
+        let new_words = &written.words[complete..];
+        // A word no sentence has (or starts with) cannot raise a share.
+        if new_words.iter().all(|w| !self.rule.starts.contains(w)) {
+            return true;
+        }
+        let total = written.words.len();
+        if total < NEAR_COPY_FROM_WORDS {
+            return true;
+        }
+        self.rule.sentences.iter().zip(rows).all(|(sentence, row)| {
+            let mut row = row.clone();
+            for (i, word) in new_words.iter().enumerate() {
+                let open = written.open && i + 1 == new_words.len();
+                advance(&mut row, sentence, word, open);
+            }
+            row[sentence.len()] as f32 <= self.rule.share * total as f32
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +402,29 @@ mod tests {
         // The last word still being written: refused as soon as it starts the source's.
         assert!(runs.ends_a_run(&words("extinguished by anti Rus"), true));
         assert!(!runs.ends_a_run(&words("extinguished by anti Pro"), true));
+    }
+
+    #[test]
+    fn a_sentence_with_words_left_out_is_still_a_copy() {
+        let rule = NearCopyRule::new(
+            &[
+                "Moscow keeps accusing the Ukraine and its Western European allies of actively \
+               sabotaging Trump's efforts.",
+            ],
+            0.8,
+        );
+        let share = |text: &str| {
+            let words = words(text);
+            let row = &rule.rows(&words)[0];
+            row[rule.sentences[0].len()] as f32 / words.len() as f32
+        };
+        assert!(share("Moscow accuses Ukraine and allies of sabotaging Trump") > 0.8);
+        assert!(share("Kiev and its backers stand accused by Moscow of undermining Trump") <= 0.8);
+        // A word being written matches the words it starts.
+        let mut row = rule.rows(&words("Moscow the Ukraine and its"))[0].clone();
+        advance(&mut row, &rule.sentences[0], "west", true);
+        assert_eq!(row[rule.sentences[0].len()], 6);
+        assert!(rule.starts.contains("sabot") && !rule.starts.contains("kiev"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::{
     constraint::{FactRules, KeepsToFacts},
-    copy_guard::{AvoidsCopying, SourceRuns},
+    copy_guard::{AvoidsCopying, AvoidsNearCopy, NearCopyRule, SourceRuns},
     EngineError,
 };
 use crate::infer::{
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// set), not only on the GGUF's `eos_token_id`.
 const END_OF_TURN: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
     pub repetition: Option<RepetitionGuard>,
@@ -34,6 +34,9 @@ pub struct GenerateOptions {
     /// Runs of words the reply may not repeat (constrained decoding, [`AvoidsCopying`]): a
     /// summary's source, so that it is written in other words. `None` allows any.
     pub avoid_copying: Option<SourceRuns>,
+    /// Sentences the reply may not nearly copy ([`AvoidsNearCopy`]): the article, for the
+    /// rewrite of a summary sentence that copied it.
+    pub avoid_near_copy: Option<NearCopyRule>,
     /// The reply's first words, given: the model writes what follows them (a repair that keeps
     /// a translation up to its first error). They are part of [`Generation::text`].
     pub reply_start: Option<String>,
@@ -47,6 +50,7 @@ impl Default for GenerateOptions {
             lookup: Some(PromptLookup::default()),
             facts: None,
             avoid_copying: None,
+            avoid_near_copy: None,
             reply_start: None,
         }
     }
@@ -178,10 +182,15 @@ impl LlmEngine {
             .avoid_copying
             .as_ref()
             .map(|runs| AvoidsCopying::new(tokenizer, runs));
+        let own_sentences = opts
+            .avoid_near_copy
+            .as_ref()
+            .map(|rule| AvoidsNearCopy::new(tokenizer, rule));
         let constraints: Vec<&dyn TokenConstraint> = facts
             .iter()
             .map(|c| c as &dyn TokenConstraint)
             .chain(fresh_wording.iter().map(|c| c as &dyn TokenConstraint))
+            .chain(own_sentences.iter().map(|c| c as &dyn TokenConstraint))
             .collect();
         let decoded = decode::constrained(
             &mut self.model,

@@ -6,8 +6,9 @@ use std::{ops::ControlFlow, time::Duration};
 use serde::Serialize;
 
 use super::{
-    constraint::FactRules, copy_guard::SourceRuns, ChatMessage, EngineError, GenerateOptions,
-    LlmEngine, StopReason,
+    constraint::FactRules,
+    copy_guard::{NearCopyRule, SourceRuns},
+    ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason,
 };
 
 /// Progress of one model request, for progress bars.
@@ -379,6 +380,7 @@ pub fn summarize(
         english_article,
         &style.instruction(form),
         SUMMARY_COPY_RUN_WORDS,
+        None,
         max_new_tokens,
         on_token,
     )
@@ -387,15 +389,17 @@ pub fn summarize(
 /// Rewrites one sentence of a summary of the article so that it meets `hints` (the fidelity
 /// check's findings about it); the pipeline puts it back in its place. A whole new paragraph
 /// would start over: asked to mend one sentence of a paragraph, qwen2.5-coder-1.5b-instruct
-/// returned that sentence alone. A sentence that `copies` the article may not repeat even
-/// three of its words in a row (names and quotations aside): with five, the rewrite of
-/// "Moscow accuses Ukraine and allies of sabotaging Trump's efforts" was another copy.
+/// returned that sentence alone. The rewrite of a sentence that copied the article (`copied`:
+/// the article's sentences and how much of one may be repeated) may not repeat even three of
+/// its words in a row (names and quotations aside), nor copy a sentence with words left out:
+/// held to runs of five alone, the rewrite of "Moscow accuses Ukraine and allies of sabotaging
+/// Trump's efforts" was another copy.
 pub fn mend_summary_sentence(
     engine: &mut LlmEngine,
     english_article: &str,
     sentence: &str,
     hints: &[String],
-    copies: bool,
+    copied: Option<&NearCopyRule>,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
@@ -404,16 +408,16 @@ pub fn mend_summary_sentence(
          this sentence, keeping its facts, so that {}. Reply with the sentence only.",
         hints.join("; and ")
     );
-    let run_words = if copies {
-        COPIED_SENTENCE_RUN_WORDS
-    } else {
-        SUMMARY_COPY_RUN_WORDS
+    let run_words = match copied {
+        Some(_) => COPIED_SENTENCE_RUN_WORDS,
+        None => SUMMARY_COPY_RUN_WORDS,
     };
     summary_request(
         engine,
         english_article,
         &instruction,
         run_words,
+        copied.cloned(),
         max_new_tokens,
         on_token,
     )
@@ -431,24 +435,27 @@ pub fn summarize_section(
         section,
         SECTION_INSTRUCTION,
         SUMMARY_COPY_RUN_WORDS,
+        None,
         max_new_tokens,
         on_token,
     )
 }
 
 /// A summary request; its reply may not repeat the text's runs of `run_words` words
-/// ([`SourceRuns`]).
+/// ([`SourceRuns`]), nor nearly copy the sentences of `near_copy`.
 fn summary_request(
     engine: &mut LlmEngine,
     text: &str,
     instruction: &str,
     run_words: usize,
+    near_copy: Option<NearCopyRule>,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
     let options = GenerateOptions {
         max_new_tokens,
         avoid_copying: Some(SourceRuns::new(text, run_words)),
+        avoid_near_copy: near_copy,
         ..GenerateOptions::default()
     };
     run(

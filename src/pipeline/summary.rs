@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
+        copy_guard::NearCopyRule,
         tasks::{self, Output, SummaryForm, SummaryStyle, TokenProgress},
         Embedder, EngineError, LlmEngine, StopReason,
     },
@@ -15,7 +16,7 @@ use crate::{
         self as summary, article_sentences,
         candidate::{
             choose, coverage, is_near_copy, paragraph_from_list, paragraph_sentences,
-            repeated_sentences, word_count, Properties,
+            repeated_sentences, word_count, Properties, NEAR_COPY,
         },
         tfidf::TfIdf,
         ArticleSentence, Extracted, RankOptions, SummarySource, SupportedSentence,
@@ -295,6 +296,15 @@ struct Verdict {
 }
 
 impl Judge<'_> {
+    /// The article's sentences of content, which a summary sentence may not nearly copy.
+    fn body(&self) -> Vec<&str> {
+        self.sentences
+            .iter()
+            .filter(|s| s.content)
+            .map(|s| s.text.as_str())
+            .collect()
+    }
+
     /// `complete`: the model ended every request that wrote `text` itself.
     fn measure(&self, text: &str, complete: bool) -> Result<Verdict, PipelineError> {
         let written = paragraph_sentences(text);
@@ -306,12 +316,7 @@ impl Judge<'_> {
             self.vectors,
             self.threshold,
         );
-        let body: Vec<&str> = self
-            .sentences
-            .iter()
-            .filter(|s| s.content)
-            .map(|s| s.text.as_str())
-            .collect();
+        let body = self.body();
         let supports: Vec<Vec<(&str, f32)>> = supported
             .iter()
             .map(|s| {
@@ -455,6 +460,7 @@ fn write_paragraph(
             .collect();
         let mut requests = Vec::new();
         let mut hints = Vec::new();
+        let article_sentences = NearCopyRule::new(&article.body(), NEAR_COPY);
         for (index, sentence_hints) in flagged {
             let Some(sentence) = sentences.get(index) else {
                 continue;
@@ -464,7 +470,10 @@ fn write_paragraph(
                 &text,
                 sentence,
                 &sentence_hints,
-                verdicts[target].copied.contains(&index),
+                verdicts[target]
+                    .copied
+                    .contains(&index)
+                    .then_some(&article_sentences),
                 budget,
                 &mut on_token,
             )?)?;
