@@ -4,7 +4,8 @@ mod llm_common;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
-use precis::engines::copy_guard::SourceRuns;
+use precis::engines::copy_guard::{NearCopyRule, SourceRuns};
+use precis::summarize::candidate::copied_share;
 use precis::engines::{ChatMessage, GenerateOptions, LlmEngine, StopReason};
 use precis::infer::kernels::math::argmax;
 use precis::infer::{CausalLm, InferError, Qwen2};
@@ -131,6 +132,23 @@ fn a_reply_kept_from_the_source_runs_repeats_none_of_them() {
         .filter(|r| source_runs.contains(r))
         .collect();
     assert!(repeated.is_empty(), "{repeated:?} in {}", guarded.text);
+
+    // Held besides to at most 80% of its words in the source's order, it is no near copy.
+    let opts = GenerateOptions {
+        avoid_near_copy: Some(NearCopyRule::new(&[source], 0.8)),
+        ..opts
+    };
+    let rewritten = engine
+        .generate(&messages, &opts, |_| ControlFlow::Continue(()))
+        .unwrap();
+    eprintln!("rewritten: {:?}", rewritten.text);
+    assert!(folded_words(&rewritten.text).len() >= 4, "{}", rewritten.text);
+    assert!(
+        copied_share(&rewritten.text, source) <= 0.8,
+        "{}",
+        rewritten.text
+    );
+    assert!(copied_share(&free.text, source) > 0.8, "{}", free.text);
 }
 
 #[test]
