@@ -7,8 +7,10 @@ of the source kept, every link kept unchanged, and each model request ended on t
 cut at its token limit or by the repetition guard). Across paragraphs: one per source paragraph,
 none repeated (two identical outputs need two identical sources), each closer to its own source
 than to any other (catches swapped paragraphs). Then the demo article's names and its summary
-(its request ended on the end token too). The report's warnings and fidelity findings are
-printed, not judged; the last line says which engine and model ran.
+(its request ended on the end token too; its paragraph of 3 to 5 sentences, each supported,
+none a near copy of the article, no claim the article attributes stated as fact). The report's
+other warnings and fidelity findings are printed, not judged; the last line says which engine
+and model ran.
 
 Exit 0 when all is well, 1 with one `smoke: FAIL:` line per problem on stderr.
 
@@ -242,6 +244,28 @@ def demo_problems(report):
         problems.append(f"the summary sentences lack their provenance: {sentences!r}")
     if not isinstance(report.get("fidelity"), list):
         problems.append("the report has no fidelity list")
+    problems += summary_form_problems(report)
+    return problems
+
+
+def summary_form_problems(report):
+    """What the demo's summary paragraph must meet (issue 16): 3 to 5 sentences, each supported,
+    none a near copy, every claim the article attributes kept attributed. Reports written before
+    the paragraph was measured (the fixture) have no properties."""
+    problems = []
+    properties = report["summary"]["abstractive"].get("properties")
+    if properties is not None:
+        if not 3 <= properties["sentences"] <= 5:
+            problems.append(f"the summary has {properties['sentences']} sentences, not 3 to 5")
+        if properties["unsupported"]:
+            problems.append(f"the summary has {properties['unsupported']} unsupported sentence(s)")
+        if properties["near_copies"]:
+            problems.append(f"the summary copies the article: {properties['near_copies']} "
+                            f"near-copied sentence(s)")
+    for finding in report.get("fidelity") or []:
+        if finding["kind"] == "attribution":
+            problems.append(f"the summary states as fact what the article attributes: "
+                            f"{finding['output_text']!r}")
     return problems
 
 
@@ -345,6 +369,17 @@ def broken_variants(good):
     variant(f"paragraph {longest + 1}'s request stopped at max_tokens",
             f"paragraph {longest + 1}: request 1 stopped on 'max_tokens'",
             lambda r: r["translation"]["details"][longest]["requests"][0].update(stop="max_tokens"))
+    measured = {"sentences": 4, "words": 60, "unsupported": 0, "near_copies": 0}
+    for change, expect in [({"sentences": 1}, "not 3 to 5"), ({"unsupported": 1}, "unsupported"),
+                           ({"near_copies": 1}, "copies the article")]:
+        variant(f"a summary with {change}", expect,
+                lambda r, change=change: r["summary"]["abstractive"].update(
+                    properties={**measured, **change}))
+    variant("a summary that states an attributed claim as fact", "states as fact",
+            lambda r: r["fidelity"].append({
+                "kind": "attribution", "stage": "summary", "paragraph": None, "sentence": 0,
+                "source_text": "RT reported", "output_text": "The protests ended the momentum.",
+                "problem": "the article gives this as someone's statement"}))
     return out
 
 
