@@ -5,11 +5,11 @@ mod llm_common;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 use precis::engines::copy_guard::{NearCopyRule, SourceRuns};
-use precis::summarize::candidate::copied_share;
 use precis::engines::{ChatMessage, GenerateOptions, LlmEngine, StopReason};
 use precis::infer::kernels::math::argmax;
 use precis::infer::{CausalLm, InferError, Qwen2};
 use precis::load::ModelFiles;
+use precis::summarize::candidate::copied_share;
 use precis::tokenize::GgufTokenizer;
 use std::ops::ControlFlow;
 
@@ -142,7 +142,11 @@ fn a_reply_kept_from_the_source_runs_repeats_none_of_them() {
         .generate(&messages, &opts, |_| ControlFlow::Continue(()))
         .unwrap();
     eprintln!("rewritten: {:?}", rewritten.text);
-    assert!(folded_words(&rewritten.text).len() >= 4, "{}", rewritten.text);
+    assert!(
+        folded_words(&rewritten.text).len() >= 4,
+        "{}",
+        rewritten.text
+    );
     assert!(
         copied_share(&rewritten.text, source) <= 0.8,
         "{}",
