@@ -27,7 +27,10 @@ const NAME_JOINERS: &[&str] = &["of", "the", "and", "for", "de", "du", "des", "l
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRuns {
     run_words: usize,
-    next_words: HashMap<Vec<String>, HashSet<String>>,
+    /// The words that end a run after its first words, each with the length of what a word
+    /// being written must pass before it counts as starting it: 0, or for two words made one,
+    /// the first ("russian" starts "russianprotesters" only as "russianp").
+    next_words: HashMap<Vec<String>, HashSet<(String, usize)>>,
     /// Whether the source has letters of other scripts than Latin: when it has none, neither
     /// may the reply (refused " record", the model wrote "world纪录").
     other_scripts: bool,
@@ -53,8 +56,8 @@ impl SourceRuns {
     pub fn new(source: &str, run_words: usize) -> Self {
         let run_words = run_words.max(2);
         let words = source_words(source);
-        let mut next_words: HashMap<Vec<String>, HashSet<String>> = HashMap::new();
-        let mut add = |run: &[SourceWord], folded: Vec<String>| {
+        let mut next_words: HashMap<Vec<String>, HashSet<(String, usize)>> = HashMap::new();
+        let mut add = |run: &[SourceWord], folded: Vec<String>, joined_first: usize| {
             let ends_in_name = run.last().is_some_and(|w| w.capitalised);
             if ends_in_name || run.iter().all(|w| w.quoted) || run.iter().all(|w| w.in_name) {
                 return;
@@ -63,10 +66,10 @@ impl SourceRuns {
             next_words
                 .entry(first.to_vec())
                 .or_default()
-                .insert(last.clone());
+                .insert((last.clone(), joined_first));
         };
         for run in words.windows(run_words) {
-            add(run, run.iter().map(|w| w.folded.clone()).collect());
+            add(run, run.iter().map(|w| w.folded.clone()).collect(), 0);
         }
         // The same runs with two words made one: refused "anti-Russian protesters" and "three
         // years old", the model wrote "antiRussian protesters" and "three yearsold".
@@ -79,7 +82,13 @@ impl SourceRuns {
                         _ => folded.push(word.folded.clone()),
                     }
                 }
-                add(run, folded);
+                let last_joined = joined + 1 == run_words;
+                let joined_first = if last_joined {
+                    run[joined].folded.len()
+                } else {
+                    0
+                };
+                add(run, folded, joined_first);
             }
         }
         Self {
@@ -97,11 +106,13 @@ impl SourceRuns {
         };
         let (last, first) = words[start..].split_last().expect("a run has words");
         self.next_words.get(first).is_some_and(|next| {
-            if open {
-                next.iter().any(|w| w.starts_with(last.as_str()))
-            } else {
-                next.contains(last)
-            }
+            next.iter().any(|(word, joined_first)| {
+                if open {
+                    last.len() > *joined_first && word.starts_with(last.as_str())
+                } else {
+                    word == last
+                }
+            })
         })
     }
 }
@@ -406,6 +417,9 @@ mod tests {
         // Two words made one do not get round it.
         assert!(runs.ends_a_run(&words("extinguished by antiRussian protesters"), false));
         assert!(runs.ends_a_run(&words("by anti Russianprotesters coming"), false));
+        assert!(runs.ends_a_run(&words("extinguished by anti Russianprot"), true));
+        // A word that is the first of two made one is not their start.
+        assert!(!runs.ends_a_run(&words("extinguished by anti Russian"), true));
         assert!(!runs.other_scripts);
         assert!(SourceRuns::new("Xi said 你好 to the press.", 4).other_scripts);
         assert!(!runs.ends_a_run(&words("was extinguished by"), false));
