@@ -206,12 +206,8 @@ impl<'a> AvoidsCopying<'a> {
             }
         }
         let from = generated.len().saturating_sub(LOOK_BACK);
-        let bytes: Vec<u8> = generated[from..]
-            .iter()
-            .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
-            .collect();
         let mut tail = Tail::default();
-        tail.push_text(&String::from_utf8_lossy(&bytes));
+        tail.push_text(&self.tokenizer.decode(&generated[from..], false));
         // The window may start inside a word: that fragment is no word.
         if from > 0 && !tail.words.is_empty() {
             tail.words.remove(0);
@@ -356,12 +352,8 @@ impl TokenConstraint for AvoidsNearCopy<'_> {
         let key = (generated.len(), generated.last().copied());
         let mut state = self.state.borrow_mut();
         if state.as_ref().is_none_or(|w| w.key != key) {
-            let bytes: Vec<u8> = generated
-                .iter()
-                .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
-                .collect();
             let mut tail = Tail::default();
-            tail.push_text(&String::from_utf8_lossy(&bytes));
+            tail.push_text(&self.tokenizer.decode(generated, false));
             let complete = tail.words.len() - usize::from(tail.open);
             let rows = self.rule.rows(&tail.words[..complete]);
             *state = Some(Written { key, tail, rows });
