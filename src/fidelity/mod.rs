@@ -30,7 +30,7 @@ use words::*;
 pub use attribution::{attribution, check_attribution};
 pub use dates::{day_forms, qualified_months};
 pub use glossary::{Glossary, GlossaryError, Term};
-pub use numbers::{digit_forms, overused_numbers};
+pub use numbers::{decimal_forms, digit_forms, overused_numbers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -391,6 +391,17 @@ pub fn repair_hint(finding: &Finding) -> Option<String> {
             });
         }
     }
+    if finding.kind == Kind::Date {
+        // A weekday on its own: "keep « jeudi »" was ignored on newstest2014-fr, where the
+        // English word was not.
+        if let [(day, _)] = weekdays(source, Language::French)[..] {
+            let english = WEEKDAYS_EN[day];
+            return Some(format!(
+                "« {source} » is \"{english}\" in English: keep the day in the translation \
+                 (\"on {english}\", \"{english} evening\"…)"
+            ));
+        }
+    }
     if finding.kind == Kind::Omission {
         return Some(format!(
             "translate all of « {source} », every clause of it: the last translation left part \
@@ -413,9 +424,15 @@ pub fn repair_start(text: &str, findings: &[Finding]) -> Option<String> {
         .iter()
         .filter(|f| matches!(f.kind, Kind::Number | Kind::Date))
         .filter(|f| f.stage == Stage::Translation && !f.output_text.is_empty())
-        .filter_map(|f| text.find(f.output_text.as_str()).map(|at| (at, f)))
+        .filter_map(|f| standalone(text, &f.output_text).map(|at| (at, f)))
         .min_by_key(|(at, _)| *at)?;
-    let mut before = text[..at].trim_end();
+    // The kept words end before the word the error starts in: the model then writes that
+    // whole word under the constraint, which sees only what the model writes ("1," kept
+    // from "1,3517" would let it go on with a number of its own).
+    let word_start = text[..at]
+        .rfind(char::is_whitespace)
+        .map_or(0, |space| space + 1);
+    let mut before = text[..word_start].trim_end();
     if let Some((rest, last)) = before.rsplit_once(' ').or(Some(("", before))) {
         if DATE_PREPOSITIONS.contains(&last.to_lowercase().as_str()) {
             before = rest.trim_end();
@@ -452,6 +469,15 @@ pub fn repair_start(text: &str, findings: &[Finding]) -> Option<String> {
 }
 
 /// Words that stand before a date in English, replaced with the one its precision needs.
+/// Where `part` first stands in `text` with no letter or digit joined to it: "2" is found in
+/// "2,2 km" and "2. 2", not in "420".
+fn standalone(text: &str, part: &str) -> Option<usize> {
+    let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    text.match_indices(part).map(|(at, _)| at).find(|&at| {
+        !joined(text[..at].chars().next_back()) && !joined(text[at + part.len()..].chars().next())
+    })
+}
+
 const DATE_PREPOSITIONS: [&str; 4] = ["on", "in", "at", "by"];
 
 #[cfg(test)]
@@ -467,6 +493,16 @@ mod tests {
 
     /// Month, day, part of the month, year.
     type Parsed = (usize, Option<u32>, Option<Part>, Option<u32>);
+
+    #[test]
+    fn decimals_are_written_with_a_point_and_as_many_places() {
+        assert_eq!(decimal_forms("un plus bas à 1,3517 dollar"), ["1.3517"]);
+        assert_eq!(
+            decimal_forms("2,50 euros et 4,5 milliards"),
+            ["2.5", "2.50", "4.5"]
+        );
+        assert!(decimal_forms("50 000 foyers, 836.000 km2, en 2013.").is_empty());
+    }
 
     #[test]
     fn repair_hints_give_dates_at_their_precision() {
@@ -490,6 +526,11 @@ mod tests {
         assert!(hint("Fin mars").contains("\"late March\""));
         assert!(hint("8 octobre").contains("\"October 8\""));
         assert!(hint("le 7 octobre 2025").contains("\"October 7, 2025\""));
+        assert!(
+            hint("jeudi").contains("\"Thursday\" in English"),
+            "{}",
+            hint("jeudi")
+        );
     }
 
     #[test]
@@ -522,7 +563,29 @@ mod tests {
             repair_start("It has 15, 237 clients.", std::slice::from_ref(&number)).as_deref(),
             Some("It has")
         );
-        assert_eq!(repair_start("15, 237 clients.", &[number]), None);
+        assert_eq!(
+            repair_start("15, 237 clients.", std::slice::from_ref(&number)),
+            None
+        );
+        // newstest2014-fr: the "2" of "2,2 kilometers" was found inside "420", and the
+        // repair, kept to "4", wrote "422 motifs".
+        let two = Finding {
+            output_text: "2".into(),
+            ..number.clone()
+        };
+        assert_eq!(
+            repair_start("420 motifs, 2,2 kilometers of seafront", &[two]).as_deref(),
+            Some("420 motifs,")
+        );
+        let decimals = Finding {
+            output_text: "3517".into(),
+            ..number
+        };
+        assert_eq!(
+            repair_start("a low of 1,3517 dollars.", &[decimals]).as_deref(),
+            Some("a low of"),
+            "the cut is never inside a number"
+        );
         assert_eq!(repair_start("October.", &[date("8 octobre", "")]), None);
     }
 
