@@ -139,3 +139,36 @@ fn numbers_weekdays_quotations_and_glossary_terms_come_out_whole() {
     assert!(texts[3].contains("rabies"), "{}", texts[3]);
     assert!(texts[4].contains("08.11.00.06.95"), "{}", texts[4]);
 }
+
+/// newstest2014-fr lines whose numbers came back wrong after repair before: "2,2 kilometers"
+/// (the repair was started inside "420", and wrote "422 motifs"), "1,351.7 dollars" for
+/// « 1,3517 dollar » (the same digits), and "50, 000 homes … just after 5 PM" for « 50 000 foyers
+/// … peu après midi » (a repair wrote "5.00.00 PM", made of the digits of 50 000 used again).
+const NEWS_NUMBERS: &str = "420 motifs, 2,2 kilomètres de bord de mer recouverts d'un manteau de lumière: on pourrait frôler le coup de chaud à Menton avec la facture des illuminations.
+
+Dans ce contexte, l'euro poursuit son repli contre la monnaie américaine et a touché en séance un plus bas de deux semaines à 1,3517 dollar.
+
+Près de 50 000 foyers sont privés d'électricité sur l'ensemble de la province, peu après midi vendredi, en raison des vents violents touchant de nombreuses régions le long du fleuve Saint-Laurent.
+";
+
+#[test]
+fn decimals_thousands_and_numbers_used_up_come_out_right() {
+    let glossary = Glossary::default();
+    let Some(translation) = translate(NEWS_NUMBERS, &glossary) else {
+        return;
+    };
+    assert_mended(&translation, &glossary);
+    let texts = texts(&translation);
+    assert!(texts[0].contains("420 ") && texts[0].contains("2.2 "), "{}", texts[0]);
+    assert!(texts[1].contains("1.3517"), "{}", texts[1]);
+    assert!(texts[2].contains("50,000"), "{}", texts[2]);
+    // The first translations of the first and last had these faults.
+    for paragraph in [&translation.paragraphs[0], &translation.paragraphs[2]] {
+        assert!(
+            paragraph.repairs.iter().any(|r| r.kept),
+            "{}: {:#?}",
+            paragraph.text,
+            paragraph.repairs
+        );
+    }
+}

@@ -14,19 +14,33 @@ const LOOK_BACK: usize = 32;
 /// The numbers and dates a translation may write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FactRules {
-    /// Digit strings without separators ("1,000" is "1000").
+    /// Digit strings without separators ("1,000" is "1000"), each as many times as the output
+    /// may write it.
     pub numbers: Vec<String>,
     /// The days of the month the source gives: the only numbers allowed after a month's name,
     /// with the years among `numbers` ("August 2025", never "August 15" for « mi-août »).
     pub days: Vec<String>,
     /// Months named only with what must come just before them: ("August", ["mid-", ...]).
     pub qualified_months: Vec<(String, Vec<String>)>,
+    /// The only numbers that may be written with a decimal point, as written ("1.3517").
+    pub decimals: Vec<String>,
 }
 
 impl FactRules {
-    fn allows(&self, number: &Number, after_month: bool) -> bool {
+    /// Whether `number` may stand where it is: after a month's name or not, with `written`
+    /// the digits of the numbers before it.
+    fn allows(&self, number: &Number, after_month: bool, written: &[String]) -> bool {
         if !number.grouped_in_thousands() {
             return false;
+        }
+        if let Some(point) = number.decimal() {
+            return self.decimals.iter().any(|form| {
+                if number.open {
+                    form.starts_with(&point)
+                } else {
+                    *form == point
+                }
+            });
         }
         let fits = |form: &String| {
             if number.open {
@@ -35,10 +49,22 @@ impl FactRules {
                 *form == number.digits
             }
         };
+        // A number of the source used up may not be written again: "50,000 homes … just
+        // after 5 PM" for « 50 000 foyers … peu après midi » was turned into "5.00.00 PM".
+        let unused = |form: &&String| {
+            let count = |list: &[String]| list.iter().filter(|d| d == form).count();
+            count(written) < count(&self.numbers)
+        };
         if after_month {
-            self.days.iter().any(fits) || self.numbers.iter().filter(|f| f.len() == 4).any(fits)
+            self.days.iter().any(fits)
+                || self
+                    .numbers
+                    .iter()
+                    .filter(|f| f.len() == 4)
+                    .filter(unused)
+                    .any(fits)
         } else {
-            self.numbers.iter().any(fits)
+            self.numbers.iter().filter(unused).any(fits)
         }
     }
 }
@@ -81,7 +107,8 @@ impl<'a> KeepsToFacts<'a> {
 impl TokenConstraint for KeepsToFacts<'_> {
     fn allows(&self, generated: &[u32], token: u32) -> bool {
         let piece = self.tokenizer.text_piece(token);
-        let back = &generated[generated.len().saturating_sub(LOOK_BACK)..];
+        let split = generated.len().saturating_sub(LOOK_BACK);
+        let (earlier, back) = generated.split_at(split);
         let mut text = self.text(back);
         let touched = text.len();
         let ends_in_number = text
@@ -91,11 +118,28 @@ impl TokenConstraint for KeepsToFacts<'_> {
             .is_some_and(u8::is_ascii_digit);
         let writes_number = ends_in_number || piece.iter().any(u8::is_ascii_digit);
         text.extend_from_slice(piece);
-        let numbers_kept = !writes_number
-            || numbers_in(&text)
+        // A token without text (the end token) ends the number being written: "1,351" may
+        // go on to 1,3517, but may not stop there.
+        if piece.is_empty() {
+            text.push(b' ');
+        }
+        let numbers_kept = !writes_number || {
+            let numbers = numbers_in(&text);
+            let (judged, before): (Vec<Number>, Vec<Number>) = numbers
                 .into_iter()
-                .filter(|n| n.end >= touched || n.open)
-                .all(|n| self.rules.allows(&n, ends_with_month(&text[..n.start])));
+                .partition(|n| n.end >= touched || n.open);
+            // The numbers written before, counted only now that one is being written (the
+            // window's first number may be cut: it is read again from the whole text).
+            let mut written: Vec<String> = numbers_in(&self.text(earlier))
+                .into_iter()
+                .map(|n| n.digits)
+                .collect();
+            written.extend(before.into_iter().map(|n| n.digits));
+            judged.iter().all(|n| {
+                self.rules
+                    .allows(n, ends_with_month(&text[..n.start]), &written)
+            })
+        };
         numbers_kept && self.rules.months_qualified(&text, touched)
     }
 }
@@ -132,9 +176,15 @@ impl Number {
     /// decimal point after them, or it is a code of groups joined by points. A number still being written may end with an incomplete
     /// group.
     fn grouped_in_thousands(&self) -> bool {
-        // A code of groups joined by points ("08.11.00.06.95"), as a source may give.
+        // A code of groups of two digits or more joined by points ("08.11.00.06.95"), as a
+        // source may give; "5.00.00 PM" for « midi » is none.
         if self.written.matches('.').count() >= 2 && !self.written.contains(',') {
-            return true;
+            let groups: Vec<&str> = self.written.split('.').collect();
+            let last = groups.len() - 1;
+            return groups
+                .iter()
+                .enumerate()
+                .all(|(i, group)| group.len() >= 2 || (i == last && self.open));
         }
         let (whole, fraction) = match self.written.split_once('.') {
             Some((whole, fraction)) => (whole, Some(fraction)),
@@ -155,6 +205,15 @@ impl Number {
 }
 
 impl Number {
+    /// The number as English writes a decimal ("1351.7" for "1,351.7"), when it has a digit
+    /// after one decimal point; a code of groups joined by points is no decimal.
+    fn decimal(&self) -> Option<String> {
+        let (whole, fraction) = self.written.split_once('.')?;
+        let one_point = !fraction.contains('.');
+        (one_point && !fraction.is_empty())
+            .then(|| format!("{}.{fraction}", whole.replace(',', "")))
+    }
+
     /// Whether this number, still being written, can go on to become `form` (whose first
     /// digits it has) with its thousands grouped: "20," cannot become 2025, "2," can.
     fn can_become(&self, form: &str) -> bool {
@@ -253,12 +312,12 @@ mod tests {
         let rules = FactRules {
             numbers: vec!["2025".into(), "15".into(), "8".into()],
             days: vec!["8".into()],
-            qualified_months: Vec::new(),
+            ..FactRules::default()
         };
         let check = |text: &[u8]| {
             numbers_in(text)
                 .iter()
-                .all(|n| rules.allows(n, ends_with_month(&text[..n.start])))
+                .all(|n| rules.allows(n, ends_with_month(&text[..n.start]), &[]))
         };
         assert!(check(b"in mid-August 2025, 15 people"));
         assert!(!check(b"On August 15, 2025"));
@@ -273,8 +332,45 @@ mod tests {
             ..FactRules::default()
         };
         let n = &numbers_in(b"call 08.11.00.06.95 now")[0];
-        assert!(phone.allows(n, false));
+        assert!(phone.allows(n, false, &[]));
+        let noon = FactRules {
+            numbers: vec!["50000".into()],
+            ..FactRules::default()
+        };
+        // newstest2014-fr: « peu après midi », with « 50 000 foyers » in the same sentence.
+        assert!(!noon.allows(&numbers_in(b"just after 5.00.00 PM")[0], false, &[]));
+        let five = &numbers_in(b"just after 5")[0];
+        assert!(noon.allows(five, false, &[]), "may become 50000");
+        assert!(
+            !noon.allows(five, false, &["50000".to_string()]),
+            "50 000 is written already"
+        );
+        assert!(
+            phone.allows(&numbers_in(b"call 08.11.00.0")[0], false, &[]),
+            "open"
+        );
         assert!(!check(b"about 2,02 "));
         assert!(!check(b"On August 2 "));
+    }
+
+    #[test]
+    fn a_decimal_point_only_where_the_source_has_a_decimal_comma() {
+        // newstest2014-fr: « 1,3517 dollar » came back as "1,351.7 dollars", the same digits.
+        let rules = FactRules {
+            numbers: vec!["13517".into(), "2013".into(), "836000".into()],
+            decimals: vec!["1.3517".into()],
+            ..FactRules::default()
+        };
+        let check = |text: &[u8]| numbers_in(text).iter().all(|n| rules.allows(n, false, &[]));
+        assert!(check(b"a low of 1.3517 dollars"));
+        assert!(check(b"a low of 1.35"), "open: may become 1.3517");
+        assert!(!check(b"a low of 1,351.7 dollars"));
+        assert!(!check(b"a low of 1,351.7"));
+        assert!(
+            check(b"in 2013."),
+            "a full stop after a number is no decimal point"
+        );
+        assert!(!check(b"these 836.000 km"));
+        assert!(check(b"these 836,000 km"));
     }
 }

@@ -197,11 +197,36 @@ pub(super) fn numbers(text: &str, lang: Language, dates: &[DateMention]) -> Vec<
 /// reads; a value scaled by its word ("2,5 millions" gives "2500000"); an hour of
 /// the afternoon on the 12-hour clock ("18 heures" gives "6"); and the figures of number words
 /// ("trois" gives "3"; not "un", mostly an article). A group of a number is not a number of its own: "15 237" does not
-/// allow "15".
+/// allow "15". A form comes once for each number of the source that reads so: how many times
+/// the translation may write it.
 pub fn digit_forms(french: &str) -> Vec<String> {
+    source_numbers(french)
+        .into_iter()
+        .filter(|n| !n.article)
+        .flat_map(|n| n.forms)
+        .collect()
+}
+
+/// The numbers of `french` that have a decimal fraction, as English writes them: "1,3517" gives
+/// "1.3517", "2,50" gives "2.50" and "2.5". A number written with a decimal point may only be
+/// one of these: its digits alone would let "1,3517" become "1,351.7", which the check reads
+/// as another number.
+pub fn decimal_forms(french: &str) -> Vec<String> {
     let mut forms: Vec<String> = Vec::new();
-    for number in source_numbers(french).into_iter().filter(|n| !n.article) {
-        for form in number.forms {
+    for mention in numbers(french, Language::French, &[]) {
+        let Some(&value) = mention.values.first() else {
+            continue;
+        };
+        if value.fract() == 0.0 || !value.is_finite() {
+            continue;
+        }
+        let written: String = mention
+            .text
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, ',' | '.'))
+            .collect();
+        let places = written.rsplit_once(',').map_or(0, |(_, f)| f.len());
+        for form in [format!("{value}"), format!("{value:.places$}")] {
             if !forms.contains(&form) {
                 forms.push(form);
             }

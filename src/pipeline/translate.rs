@@ -369,6 +369,7 @@ impl Request<'_> {
                         numbers: fidelity::digit_forms(source),
                         days: fidelity::day_forms(source),
                         qualified_months: fidelity::qualified_months(source),
+                        decimals: fidelity::decimal_forms(source),
                     }),
                     // The words before the first wrong fact are kept (a wrong date given
                     // its right form), so that the model takes the path it took up to
