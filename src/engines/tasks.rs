@@ -221,8 +221,11 @@ impl SummaryStyle {
 }
 
 /// The shortest run of the summarised text's words that a summary may not repeat (names and
-/// quotations aside): a summary keeps the article's facts, not its sentences.
-const SUMMARY_COPY_RUN_WORDS: usize = 5;
+/// quotations aside): a summary keeps the article's facts, not its sentences. Runs of 5 kept
+/// copies out (0 of 76 sentences near copies on the first 20 CNN/DailyMail articles) but also
+/// the article's phrases for its facts (ROUGE-1 33.4); runs of 7 let 3 of 70 near copies in,
+/// well under the 10% allowed, for ROUGE-1 35.8.
+const SUMMARY_COPY_RUN_WORDS: usize = 7;
 
 /// The same for the rewrite of a sentence that copies the article anyway.
 const COPIED_SENTENCE_RUN_WORDS: usize = 3;
