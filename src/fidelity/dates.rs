@@ -120,7 +120,11 @@ pub(super) fn dates(text: &str, lang: Language) -> Vec<DateMention> {
         let Some(month) = month_of(bare, lang) else {
             continue;
         };
-        if lang == Language::English && !english_month_is_date(text, &toks, t, bare) {
+        let is_date = match lang {
+            Language::English => english_month_is_date(text, &toks, t, bare),
+            Language::French => french_month_is_date(text, &toks, t, bare),
+        };
+        if !is_date {
             continue;
         }
         let mut start = offset;
@@ -256,23 +260,33 @@ pub(super) fn english_month_is_date(
     t: usize,
     word: &str,
 ) -> bool {
-    if !matches!(word, "May" | "March" | "Mar") {
+    if !matches!(word, "May" | "March" | "Mar") || !starts_sentence(text, toks, t) {
         return true;
     }
-    let sentence_start = text[..toks[t].0]
+    // At a sentence start the word before belongs to the previous sentence.
+    neighbour_is_number(toks, Some(t + 1))
+}
+
+/// French writes its months in lower case: "Mars" capitalised inside a sentence is the planet
+/// ("envoyer des robots sur Mars"), unless a day or a year stands beside it.
+fn french_month_is_date(text: &str, toks: &[(usize, &str)], t: usize, word: &str) -> bool {
+    !word.starts_with(char::is_uppercase)
+        || starts_sentence(text, toks, t)
+        || neighbour_is_number(toks, t.checked_sub(1))
+        || neighbour_is_number(toks, Some(t + 1))
+}
+
+fn starts_sentence(text: &str, toks: &[(usize, &str)], t: usize) -> bool {
+    text[..toks[t].0]
         .trim_end()
         .chars()
         .next_back()
-        .is_none_or(|c| matches!(c, '.' | '!' | '?' | '"' | '“' | '\n'));
-    if !sentence_start {
-        return true;
-    }
-    let neighbour_is_number = |i: Option<usize>| {
-        i.and_then(|i| toks.get(i))
-            .is_some_and(|(_, w)| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-    };
-    // At a sentence start the word before belongs to the previous sentence.
-    neighbour_is_number(Some(t + 1))
+        .is_none_or(|c| matches!(c, '.' | '!' | '?' | '"' | '“' | '«' | '\n'))
+}
+
+fn neighbour_is_number(toks: &[(usize, &str)], i: Option<usize>) -> bool {
+    i.and_then(|i| toks.get(i))
+        .is_some_and(|(_, w)| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
 }
 
 pub(super) fn day_number(word: &str) -> Option<u32> {

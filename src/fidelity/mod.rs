@@ -791,6 +791,35 @@ mod tests {
     }
 
     #[test]
+    fn mars_inside_a_french_sentence_is_the_planet() {
+        let fr = "On préfère envoyer des robots sur Mars, que de savoir ce qui vit dans la fosse.";
+        let en = "We prefer sending robots to Mars than knowing what lives in the trench.";
+        let findings = check_translation(fr, en, 0);
+        assert!(findings.is_empty(), "{findings:?}");
+        for fr in ["Mars a été un mois froid.", "Il part le 3 Mars."] {
+            assert_eq!(dates(fr, Language::French).len(), 1, "{fr}");
+        }
+    }
+
+    #[test]
+    fn a_number_and_a_half_in_words_is_the_number() {
+        // newstest2014-fr, RBS: a false alarm of the number check before.
+        let fr = "une provision supplémentaire de quatre à 4,5 milliards de livres";
+        let en = "an additional provision of four to four and a half billion pounds";
+        let findings = check_translation(fr, en, 0);
+        assert!(findings.is_empty(), "{findings:?}");
+        let findings = check_translation(
+            fr,
+            "an additional provision of four to five and a half billion pounds",
+            0,
+        );
+        assert!(
+            findings.iter().any(|f| f.kind == Kind::Number),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
     fn usual_english_names_of_french_names_are_no_finding() {
         for (fr, en) in [
             (

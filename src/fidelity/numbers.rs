@@ -515,7 +515,16 @@ pub(super) fn has_number_word(text: &str, number: &NumberMention, lang: Language
         Language::French => NUMBER_WORDS_FR,
     };
     let words = normalised_words(text);
-    table.iter().any(|(word, value)| {
+    let whole = table.iter().any(|(word, value)| {
         number.values.iter().any(|v| v == value) && words.iter().any(|w| w == word)
-    })
+    });
+    // « 4,5 milliards » as "four and a half billion".
+    let and_a_half = lang == Language::English
+        && table.iter().any(|(word, value)| {
+            number.values.iter().any(|v| *v == value + 0.5)
+                && words
+                    .windows(4)
+                    .any(|w| w[0] == *word && w[1..] == ["and", "a", "half"])
+        });
+    whole || and_a_half
 }
