@@ -18,6 +18,7 @@ use crate::{
             choose, coverage, is_near_copy, paragraph_from_list, paragraph_sentences,
             repeated_sentences, word_count, Properties, NEAR_COPY,
         },
+        is_headline,
         tfidf::TfIdf,
         ArticleSentence, Extracted, RankOptions, SummarySource, SupportedSentence,
     },
@@ -328,6 +329,8 @@ impl Judge<'_> {
                             .find(|a| {
                                 a.paragraph == support.paragraph && a.sentence == support.sentence
                             })
+                            // Who said it is in the body, which the headline sums up.
+                            .filter(|a| !is_headline(self.sentences, a))
                             .map(|a| (a.text.as_str(), support.similarity))
                     })
                     .collect()
