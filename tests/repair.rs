@@ -159,7 +159,11 @@ fn decimals_thousands_and_numbers_used_up_come_out_right() {
     };
     assert_mended(&translation, &glossary);
     let texts = texts(&translation);
-    assert!(texts[0].contains("420 ") && texts[0].contains("2.2 "), "{}", texts[0]);
+    assert!(
+        texts[0].contains("420 ") && texts[0].contains("2.2 "),
+        "{}",
+        texts[0]
+    );
     assert!(texts[1].contains("1.3517"), "{}", texts[1]);
     assert!(texts[2].contains("50,000"), "{}", texts[2]);
     // The first translations of the first and last had these faults.

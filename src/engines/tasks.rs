@@ -48,6 +48,7 @@ pub fn stop_name(stop: StopReason) -> &'static str {
         StopReason::MaxTokens => "max_tokens",
         StopReason::Repetition => "repetition",
         StopReason::Cancelled => "cancelled",
+        StopReason::DeadEnd => "dead_end",
     }
 }
 
@@ -225,7 +226,11 @@ impl SummaryStyle {
 /// copies out (0 of 76 sentences near copies on the first 20 CNN/DailyMail articles) but also
 /// the article's phrases for its facts (ROUGE-1 33.4); runs of 7 let 3 of 70 near copies in,
 /// well under the 10% allowed, for ROUGE-1 35.8.
-const SUMMARY_COPY_RUN_WORDS: usize = 7;
+pub const SUMMARY_COPY_RUN_WORDS: usize = 7;
+
+/// The run a paragraph is held to when the one kept under [`SUMMARY_COPY_RUN_WORDS`] still
+/// nearly copies a sentence.
+pub const STRICT_COPY_RUN_WORDS: usize = 5;
 
 /// The same for the rewrite of a sentence that copies the article anyway.
 const COPIED_SENTENCE_RUN_WORDS: usize = 3;
@@ -369,12 +374,14 @@ impl LlmTranslator<'_> {
     }
 }
 
-/// Writes a summary paragraph of an English article in `style`.
+/// Writes a summary paragraph of an English article in `style`, repeating no run of
+/// `copy_run_words` of its words.
 pub fn summarize(
     engine: &mut LlmEngine,
     english_article: &str,
     style: SummaryStyle,
     form: &SummaryForm,
+    copy_run_words: usize,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
@@ -382,7 +389,7 @@ pub fn summarize(
         engine,
         english_article,
         &style.instruction(form),
-        SUMMARY_COPY_RUN_WORDS,
+        copy_run_words,
         None,
         max_new_tokens,
         on_token,
@@ -392,16 +399,18 @@ pub fn summarize(
 /// Rewrites one sentence of a summary of the article so that it meets `hints` (the fidelity
 /// check's findings about it); the pipeline puts it back in its place. A whole new paragraph
 /// would start over: asked to mend one sentence of a paragraph, qwen2.5-coder-1.5b-instruct
-/// returned that sentence alone. The rewrite of a sentence that copied the article (`copied`:
-/// the article's sentences and how much of one may be repeated) may not repeat even three of
-/// its words in a row (names and quotations aside), nor copy a sentence with words left out:
-/// held to runs of five alone, the rewrite of "Moscow accuses Ukraine and allies of sabotaging
-/// Trump's efforts" was another copy.
+/// returned that sentence alone. The rewrite repeats no run of `copy_run_words` of the
+/// article's words, as the paragraph it goes back into. The rewrite of a sentence that copied
+/// the article (`copied`: the article's sentences and how much of one may be repeated) may
+/// not repeat even three of its words in a row (names and quotations aside), nor copy a
+/// sentence with words left out: held to runs of five alone, the rewrite of "Moscow accuses
+/// Ukraine and allies of sabotaging Trump's efforts" was another copy.
 pub fn mend_summary_sentence(
     engine: &mut LlmEngine,
     english_article: &str,
     sentence: &str,
     hints: &[String],
+    copy_run_words: usize,
     copied: Option<&NearCopyRule>,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
@@ -413,7 +422,7 @@ pub fn mend_summary_sentence(
     );
     let run_words = match copied {
         Some(_) => COPIED_SENTENCE_RUN_WORDS,
-        None => SUMMARY_COPY_RUN_WORDS,
+        None => copy_run_words,
     };
     summary_request(
         engine,

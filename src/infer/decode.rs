@@ -139,6 +139,8 @@ pub enum StopReason {
     Repetition,
     /// The per-token callback asked to stop.
     Cancelled,
+    /// The constraint allowed no token at all: the text cannot go on under it.
+    DeadEnd,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -279,7 +281,14 @@ pub fn constrained(
     let mut draft_len = 1;
     let stop = loop {
         let logits = pending.pop_front().expect("logits for the next token");
-        let token = choose(&logits, &tokens, constraint).ok_or(InferError::NoLogits)?;
+        let Some(token) = choose(&logits, &tokens, constraint) else {
+            // A repair held to the source's numbers can write itself into a corner ("1,351"
+            // of 1,3517, with no digit left that fits): that request ends there, unfinished.
+            if constraint.is_some() && argmax(&logits).is_some() {
+                break StopReason::DeadEnd;
+            }
+            return Err(InferError::NoLogits);
+        };
         tokens.push(token);
         sequence.push(token);
         let flow = on_step(&Step {
@@ -362,6 +371,44 @@ pub fn constrained(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ranks token 2 first, then 1, then 0, whatever came before.
+    struct Fixed;
+
+    impl CausalLm for Fixed {
+        fn forward(&mut self, _: &[u32], _: usize) -> Result<Vec<f32>, InferError> {
+            Ok(vec![0.0, 1.0, 2.0])
+        }
+
+        fn context_length(&self) -> usize {
+            64
+        }
+    }
+
+    /// Allows `limit` tokens, then none.
+    struct Upto(usize);
+
+    impl TokenConstraint for Upto {
+        fn allows(&self, generated: &[u32], _: u32) -> bool {
+            generated.len() < self.0
+        }
+    }
+
+    #[test]
+    fn a_constraint_that_allows_nothing_ends_the_request() {
+        let opts = DecodeOptions {
+            max_new_tokens: 10,
+            stop_tokens: vec![],
+            repetition: None,
+            lookup: None,
+        };
+        let decoded = constrained(&mut Fixed, &[1], &opts, Some(&Upto(3)), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(decoded.tokens, [2, 2, 2]);
+        assert_eq!(decoded.stop, StopReason::DeadEnd);
+    }
 
     #[test]
     fn repetition_needs_the_whole_span() {

@@ -2,6 +2,8 @@
 //! several candidates, each measured (form, support, copying, coverage, fidelity with
 //! attribution), the best kept, with the article sentences that support each of its sentences.
 
+use std::ops::ControlFlow;
+
 use serde::Serialize;
 
 use super::{token_step, unless_interrupted, PipelineError, Progress};
@@ -163,6 +165,8 @@ pub struct SectionSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
     pub style: SummaryStyle,
+    /// The shortest run of the article's words it was not allowed to repeat.
+    pub copy_run_words: usize,
     /// What the model was told to mend, for a paragraph whose flagged sentences were
     /// rewritten (empty for a first ask).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -180,6 +184,7 @@ pub struct Candidate {
 impl Candidate {
     fn new(
         style: SummaryStyle,
+        copy_run_words: usize,
         text: String,
         verdict: &Verdict,
         form: &SummaryForm,
@@ -187,6 +192,7 @@ impl Candidate {
     ) -> Self {
         Self {
             style,
+            copy_run_words,
             hints: Vec::new(),
             text,
             shortcomings: verdict.properties.shortcomings(form),
@@ -413,88 +419,26 @@ fn write_paragraph(
             (Route::Sections, joined, sections)
         }
     };
-    let mut candidates = Vec::with_capacity(SummaryStyle::ALL.len() + 1);
-    let mut verdicts = Vec::with_capacity(SummaryStyle::ALL.len() + 1);
-    for style in SummaryStyle::ALL {
-        let request = unless_interrupted(tasks::summarize(
-            engine,
-            &text,
-            style,
-            &options.form,
-            budget,
-            &mut on_token,
-        )?)?;
-        let paragraph = paragraph_from_list(&request.text);
-        let verdict = article.measure(&paragraph, request.stop == StopReason::EndToken)?;
-        candidates.push(Candidate::new(
-            style,
-            paragraph,
-            &verdict,
-            &article.form,
-            vec![request],
-        ));
-        verdicts.push(verdict);
-    }
-    let measured = |candidates: &[Candidate]| -> Vec<Properties> {
-        candidates.iter().map(|c| c.properties.clone()).collect()
+    let mut candidates = Vec::with_capacity(2 * SummaryStyle::ALL.len() + 2);
+    let mut verdicts = Vec::with_capacity(2 * SummaryStyle::ALL.len() + 2);
+    let mut round = Round {
+        engine,
+        article,
+        text: &text,
+        form: &options.form,
+        budget,
+        candidates: &mut candidates,
+        verdicts: &mut verdicts,
     };
-    let (mut chosen, mut meets_all) =
-        choose(&measured(&candidates), &article.form).expect("one candidate per style");
-    // The best paragraph with sentences that a rewrite can mend (a fidelity finding, a near
-    // copy): the chosen one, or one that those sentences alone keep from being chosen.
-    let mendable: Vec<usize> = (0..candidates.len())
-        .filter(|&i| !sentence_hints(&verdicts[i]).is_empty())
-        .collect();
-    let to_mend = choose(
-        &mendable
-            .iter()
-            .map(|&i| candidates[i].properties.clone())
-            .collect::<Vec<_>>(),
-        &article.form,
-    )
-    .map(|(best, _)| mendable[best]);
-    if let (false, Some(target)) = (meets_all, to_mend) {
-        let flagged = sentence_hints(&verdicts[target]);
-        // Once: each such sentence rewritten by the model, told what to mend, and put back in
-        // its place. The result is one more candidate, kept only if it measures better.
-        let mut sentences: Vec<String> = paragraph_sentences(&candidates[target].text)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let mut requests = Vec::new();
-        let mut hints = Vec::new();
-        let article_sentences = NearCopyRule::new(&article.body(), NEAR_COPY);
-        for (index, sentence_hints) in flagged {
-            let Some(sentence) = sentences.get(index) else {
-                continue;
-            };
-            let request = unless_interrupted(tasks::mend_summary_sentence(
-                engine,
-                &text,
-                sentence,
-                &sentence_hints,
-                verdicts[target]
-                    .copied
-                    .contains(&index)
-                    .then_some(&article_sentences),
-                budget,
-                &mut on_token,
-            )?)?;
-            sentences[index] = paragraph_from_list(&request.text);
-            requests.push(request);
-            hints.extend(sentence_hints);
-        }
-        let paragraph = sentences.join(" ");
-        let complete = requests.iter().all(|r| r.stop == StopReason::EndToken);
-        let verdict = article.measure(&paragraph, complete)?;
-        let style = candidates[target].style;
-        let mut candidate = Candidate::new(style, paragraph, &verdict, &article.form, requests);
-        candidate.hints = hints;
-        candidates.push(candidate);
-        verdicts.push(verdict);
-        (chosen, meets_all) =
-            choose(&measured(&candidates), &article.form).expect("candidates were written");
+    round.write(tasks::SUMMARY_COPY_RUN_WORDS, &mut on_token)?;
+    // Runs of 7 words let a near copy through now and then (the demo's first sentence, RT's
+    // report with its words in their order): the candidates are then written again, held to
+    // runs of 5, and the choice is made among all.
+    if round.best().properties.near_copies > 0 {
+        round.write(tasks::STRICT_COPY_RUN_WORDS, &mut on_token)?;
     }
+    let (chosen, meets_all) =
+        choose(&measured(&candidates), &article.form).expect("candidates were written");
     candidates[chosen].chosen = true;
     let verdict = verdicts.swap_remove(chosen);
     let kept = &candidates[chosen];
@@ -531,6 +475,139 @@ fn write_paragraph(
     abstractive.tokens.prompt_tokens = prompt_tokens;
     abstractive.tokens.generated_tokens = generated_tokens;
     Ok(abstractive)
+}
+
+fn measured(candidates: &[Candidate]) -> Vec<Properties> {
+    candidates.iter().map(|c| c.properties.clone()).collect()
+}
+
+/// The candidate paragraphs of one article, written in rounds.
+struct Round<'r, 'a> {
+    engine: &'r mut LlmEngine,
+    article: &'r Judge<'a>,
+    /// What is summarised: the article, or its sections' summaries.
+    text: &'r str,
+    form: &'r SummaryForm,
+    budget: usize,
+    candidates: &'r mut Vec<Candidate>,
+    verdicts: &'r mut Vec<Verdict>,
+}
+
+impl Round<'_, '_> {
+    /// The best candidate so far.
+    fn best(&self) -> &Candidate {
+        let (best, _) =
+            choose(&measured(self.candidates), self.form).expect("candidates were written");
+        &self.candidates[best]
+    }
+
+    /// One candidate in each style, none repeating a run of `copy_run_words` of the article's
+    /// words; then, if none of them meets every check, the best one with sentences that a
+    /// rewrite can mend (a fidelity finding, a near copy), with those sentences rewritten.
+    fn write(
+        &mut self,
+        copy_run_words: usize,
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<(), PipelineError> {
+        let first = self.candidates.len();
+        for style in SummaryStyle::ALL {
+            let request = unless_interrupted(tasks::summarize(
+                self.engine,
+                self.text,
+                style,
+                self.form,
+                copy_run_words,
+                self.budget,
+                on_token,
+            )?)?;
+            let paragraph = paragraph_from_list(&request.text);
+            let verdict = self
+                .article
+                .measure(&paragraph, request.stop == StopReason::EndToken)?;
+            self.candidates.push(Candidate::new(
+                style,
+                copy_run_words,
+                paragraph,
+                &verdict,
+                self.form,
+                vec![request],
+            ));
+            self.verdicts.push(verdict);
+        }
+        let (_, meets_all) = choose(&measured(&self.candidates[first..]), self.form)
+            .expect("one candidate per style");
+        // The chosen paragraph, or one that its mendable sentences alone keep from being chosen.
+        let mendable: Vec<usize> = (first..self.candidates.len())
+            .filter(|&i| !sentence_hints(&self.verdicts[i]).is_empty())
+            .collect();
+        let to_mend = choose(
+            &mendable
+                .iter()
+                .map(|&i| self.candidates[i].properties.clone())
+                .collect::<Vec<_>>(),
+            self.form,
+        )
+        .map(|(best, _)| mendable[best]);
+        if let (false, Some(target)) = (meets_all, to_mend) {
+            self.mend(target, on_token)?;
+        }
+        Ok(())
+    }
+
+    /// Once: each flagged sentence of candidate `target` rewritten by the model, told what to
+    /// mend, and put back in its place. The result is one more candidate.
+    fn mend(
+        &mut self,
+        target: usize,
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<(), PipelineError> {
+        let verdict = &self.verdicts[target];
+        let flagged = sentence_hints(verdict);
+        let mut sentences: Vec<String> = paragraph_sentences(&self.candidates[target].text)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut requests = Vec::new();
+        let mut hints = Vec::new();
+        let article_sentences = NearCopyRule::new(&self.article.body(), NEAR_COPY);
+        for (index, sentence_hints) in flagged {
+            let Some(sentence) = sentences.get(index) else {
+                continue;
+            };
+            let request = unless_interrupted(tasks::mend_summary_sentence(
+                self.engine,
+                self.text,
+                sentence,
+                &sentence_hints,
+                self.candidates[target].copy_run_words,
+                verdict
+                    .copied
+                    .contains(&index)
+                    .then_some(&article_sentences),
+                self.budget,
+                on_token,
+            )?)?;
+            sentences[index] = paragraph_from_list(&request.text);
+            requests.push(request);
+            hints.extend(sentence_hints);
+        }
+        let paragraph = sentences.join(" ");
+        let complete = requests.iter().all(|r| r.stop == StopReason::EndToken);
+        let verdict = self.article.measure(&paragraph, complete)?;
+        let target = &self.candidates[target];
+        let mut candidate = Candidate::new(
+            target.style,
+            target.copy_run_words,
+            paragraph,
+            &verdict,
+            self.form,
+            requests,
+        );
+        candidate.hints = hints;
+        self.candidates.push(candidate);
+        self.verdicts.push(verdict);
+        Ok(())
+    }
 }
 
 /// Told about a sentence that copies the article.
