@@ -399,19 +399,13 @@ pub fn summarize(
 /// Rewrites one sentence of a summary of the article so that it meets `hints` (the fidelity
 /// check's findings about it); the pipeline puts it back in its place. A whole new paragraph
 /// would start over: asked to mend one sentence of a paragraph, qwen2.5-coder-1.5b-instruct
-/// returned that sentence alone. The rewrite repeats no run of `copy_run_words` of the
-/// article's words, as the paragraph it goes back into. The rewrite of a sentence that copied
-/// the article (`copied`: the article's sentences and how much of one may be repeated) may
-/// not repeat even three of its words in a row (names and quotations aside), nor copy a
-/// sentence with words left out: held to runs of five alone, the rewrite of "Moscow accuses
-/// Ukraine and allies of sabotaging Trump's efforts" was another copy.
+/// returned that sentence alone. How far it may follow the article's words is `rewording`.
 pub fn mend_summary_sentence(
     engine: &mut LlmEngine,
     english_article: &str,
     sentence: &str,
     hints: &[String],
-    copy_run_words: usize,
-    copied: Option<&NearCopyRule>,
+    rewording: Rewording<'_>,
     max_new_tokens: usize,
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
 ) -> Result<Output, EngineError> {
@@ -420,19 +414,31 @@ pub fn mend_summary_sentence(
          this sentence, keeping its facts, so that {}. Reply with the sentence only.",
         hints.join("; and ")
     );
-    let run_words = match copied {
-        Some(_) => COPIED_SENTENCE_RUN_WORDS,
-        None => copy_run_words,
+    let (run_words, near_copy) = match rewording {
+        Rewording::Runs(words) => (words, None),
+        Rewording::Copied(rule) => (COPIED_SENTENCE_RUN_WORDS, Some(rule.clone())),
     };
     summary_request(
         engine,
         english_article,
         &instruction,
         run_words,
-        copied.cloned(),
+        near_copy,
         max_new_tokens,
         on_token,
     )
+}
+
+/// How far the rewrite of a summary sentence may follow the article's words.
+pub enum Rewording<'a> {
+    /// No run of this many words, as the paragraph it goes back into.
+    Runs(usize),
+    /// The sentence copied the article (whose sentences, and how much of one may be
+    /// repeated, the rule holds): not even three words in a row (names and quotations
+    /// aside), nor a sentence copied with words left out. Held to runs of five alone, the
+    /// rewrite of "Moscow accuses Ukraine and allies of sabotaging Trump's efforts" was
+    /// another copy.
+    Copied(&'a NearCopyRule),
 }
 
 /// Summarises one section of a long article (the map step).

@@ -10,7 +10,7 @@ use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
         copy_guard::NearCopyRule,
-        tasks::{self, Output, SummaryForm, SummaryStyle, TokenProgress},
+        tasks::{self, Output, Rewording, SummaryForm, SummaryStyle, TokenProgress},
         Embedder, EngineError, LlmEngine, StopReason,
     },
     fidelity::{self, Finding},
@@ -579,11 +579,11 @@ impl Round<'_, '_> {
                 self.text,
                 sentence,
                 &sentence_hints,
-                self.candidates[target].copy_run_words,
-                verdict
-                    .copied
-                    .contains(&index)
-                    .then_some(&article_sentences),
+                if verdict.copied.contains(&index) {
+                    Rewording::Copied(&article_sentences)
+                } else {
+                    Rewording::Runs(self.candidates[target].copy_run_words)
+                },
                 self.budget,
                 on_token,
             )?)?;
