@@ -128,8 +128,9 @@ impl TokenConstraint for KeepsToFacts<'_> {
             let (judged, before): (Vec<Number>, Vec<Number>) = numbers
                 .into_iter()
                 .partition(|n| n.end >= touched || n.open);
-            // The numbers written before, counted only now that one is being written (the
-            // window's first number may be cut: it is read again from the whole text).
+            // The numbers written before, counted only now that one is being written: those
+            // before the window and those in it (a number the window's start cuts is counted
+            // as two pieces, which match no whole number of the source).
             let mut written: Vec<String> = numbers_in(&self.text(earlier))
                 .into_iter()
                 .map(|n| n.digits)
