@@ -3,6 +3,8 @@
 //! month's name only the days it is given (`fidelity::day_forms`) or a year, and a month the
 //! source gives as a part ("mi-août") only with that part (`fidelity::qualified_months`).
 
+use std::cell::RefCell;
+
 use crate::infer::decode::TokenConstraint;
 use crate::text::ENGLISH_MONTHS;
 use crate::tokenize::GgufTokenizer;
@@ -89,11 +91,35 @@ fn ends_with_month(text: &[u8]) -> bool {
 pub struct KeepsToFacts<'a> {
     tokenizer: &'a GgufTokenizer,
     rules: &'a FactRules,
+    /// The digits of the numbers before the look-back window, for the window starting at
+    /// the given token: the same for every token tried at one step (all of the vocabulary
+    /// when the most likely one is refused), so read once.
+    earlier_numbers: RefCell<Option<(usize, Vec<String>)>>,
 }
 
 impl<'a> KeepsToFacts<'a> {
     pub fn new(tokenizer: &'a GgufTokenizer, rules: &'a FactRules) -> Self {
-        Self { tokenizer, rules }
+        Self {
+            tokenizer,
+            rules,
+            earlier_numbers: RefCell::new(None),
+        }
+    }
+
+    /// The digits of the numbers in `earlier`, the first `split` generated tokens.
+    fn earlier_numbers(&self, earlier: &[u32]) -> Vec<String> {
+        let mut cache = self.earlier_numbers.borrow_mut();
+        match &*cache {
+            Some((split, digits)) if *split == earlier.len() => digits.clone(),
+            _ => {
+                let digits: Vec<String> = numbers_in(&self.text(earlier))
+                    .into_iter()
+                    .map(|n| n.digits)
+                    .collect();
+                *cache = Some((earlier.len(), digits.clone()));
+                digits
+            }
+        }
     }
 
     fn text(&self, tokens: &[u32]) -> Vec<u8> {
@@ -131,10 +157,7 @@ impl TokenConstraint for KeepsToFacts<'_> {
             // The numbers written before, counted only now that one is being written: those
             // before the window and those in it (a number the window's start cuts is counted
             // as two pieces, which match no whole number of the source).
-            let mut written: Vec<String> = numbers_in(&self.text(earlier))
-                .into_iter()
-                .map(|n| n.digits)
-                .collect();
+            let mut written = self.earlier_numbers(earlier);
             written.extend(before.into_iter().map(|n| n.digits));
             judged.iter().all(|n| {
                 self.rules
