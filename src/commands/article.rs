@@ -10,8 +10,7 @@ use precis::{
     interrupt,
     pipeline::{self, ArticleReport, Job, ModelSource, Progress},
     text::{
-        html,
-        input::{self, decode_text, InputError},
+        input::{self, decode_text},
         language::{self, Language},
     },
 };
@@ -129,29 +128,18 @@ fn render_text(report: &ArticleReport) -> String {
 }
 
 /// The article's text: decoded (`--lossy` replaces what is invalid), and stripped of its
-/// markup with `--html`; a warning for what the user may want to know.
+/// markup with `--html`.
 fn read_input(settings: &ArticleSettings, warnings: &mut Vec<String>) -> anyhow::Result<String> {
     let source_name = &settings.source_name;
     let bytes = input::read_input(&settings.input)?;
     let decoded = decode_text(&bytes, source_name, settings.lossy)?;
     warnings.extend(decoded.warning);
-    if settings.html {
-        let text = html::to_text(&decoded.text);
-        if text.trim().is_empty() {
-            return Err(InputError::Empty {
-                source_name: format!("{source_name} without its HTML markup"),
-            }
-            .into());
-        }
-        return Ok(text);
-    }
-    if html::looks_like_html(&decoded.text) {
-        warnings.push(format!(
-            "{source_name} looks like HTML; its tags will be translated as text. Pass --html \
-             to keep only the text"
-        ));
-    }
-    Ok(decoded.text)
+    Ok(input::article_text(
+        decoded.text,
+        settings.html,
+        source_name,
+        warnings,
+    )?)
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     engines::{
         tasks::{LlmTranslator, Output, SummaryForm, Translator},
-        MarianTranslator,
+        Embedder, LlmEngine, MarianTranslator,
     },
     fidelity::{Finding, Glossary},
     interrupt,
@@ -108,145 +108,203 @@ impl ArticleReport {
     }
 }
 
-/// Runs the job on the article `text` (from `source_name`); `warnings` are those found so far
-/// (the input's), which the report carries with the job's own.
+/// Runs the job on the article `text` (from `source_name`), loading its models first;
+/// `warnings` are those found so far (the input's), which the report carries with the job's
+/// own.
 pub fn run_article(
     job: &ArticleJob,
     models: ModelSource<'_>,
     source_name: &str,
     text: &str,
-    mut warnings: Vec<String>,
+    warnings: Vec<String>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<ArticleReport, PipelineError> {
-    let started = Instant::now();
-    let article = Article::parse(text);
-    let mut timings = Timings::default();
-
-    let load_started = Instant::now();
-    let chosen = match job.job {
-        Job::Summarize => None,
-        Job::Run | Job::Translate => Some(models.choose_translator(
-            job.translator,
-            &job.translation_model,
-            job.model.as_deref(),
-            job.beams,
-            progress,
-        )?),
-    };
-    // The LLM is loaded only when something needs it: the translation, or the abstractive
-    // summary.
-    let llm_translates = matches!(chosen, Some(Chosen::Llm));
-    let llm_summarises = job.job != Job::Translate && job.abstractive;
-    let mut generator = if llm_translates || llm_summarises {
-        Some(models.load_generator(job.model.as_deref(), progress)?)
-    } else {
-        None
-    };
-    timings.load_ms = load_started.elapsed().as_millis() as u64;
-
-    let translation = match &chosen {
-        None => None,
-        Some(chosen) => {
-            let translate_started = Instant::now();
-            let (mut marian, mut llm);
-            let translator: &mut dyn Translator = match (chosen, generator.as_mut()) {
-                (Chosen::Marian { engine, id }, _) => {
-                    let mut search = engine.search_config().clone();
-                    if let Some(beams) = job.beams {
-                        search.num_beams = beams;
-                    }
-                    marian = MarianTranslator {
-                        engine,
-                        model_id: id.clone(),
-                        search,
-                        max_batch: MARIAN_BATCH,
-                    };
-                    &mut marian
-                }
-                (Chosen::Llm, Some((engine, model_id))) => {
-                    llm = LlmTranslator {
-                        engine,
-                        model_id: model_id.clone(),
-                        max_new_tokens: job.max_tokens,
-                    };
-                    &mut llm
-                }
-                (Chosen::Llm, None) => unreachable!("the LLM is loaded whenever it translates"),
-            };
-            let translation = stoppable(|| {
-                translate_article(translator, &article, &job.glossary, progress, &mut warnings)
-            })?;
-            timings.translate_ms = translate_started.elapsed().as_millis() as u64;
-            Some(translation)
-        }
-    };
-
-    let summary = if job.job == Job::Translate {
-        None
-    } else {
-        let embed_started = Instant::now();
-        let embedder = models.load_embedder(&mut warnings);
-        timings.embed_load_ms = embed_started.elapsed().as_millis() as u64;
-        let vectors = match &embedder {
-            Some((embedder, model_id)) => SentenceVectors::Embedder {
-                embedder,
-                model_id: model_id.clone(),
-            },
-            None => SentenceVectors::TfIdf,
-        };
-        let summarize_started = Instant::now();
-        let paragraphs: Vec<String> = match &translation {
-            Some(t) => t.paragraphs.iter().map(|p| p.text.clone()).collect(),
-            None => article.paragraphs.iter().map(|p| p.text.clone()).collect(),
-        };
-        let options = SummaryOptions {
-            sentences: job.sentences,
-            extractive: job.extractive,
-            abstractive: job.abstractive,
-            max_new_tokens: job.max_tokens,
-            form: job.summary_form,
-            source_tokens: job.summary_source_tokens,
-        };
-        let summary = stoppable(|| {
-            summarize_article(
-                generator.as_mut().map(|(e, id)| (e, id.as_str())),
-                &vectors,
-                &paragraphs,
-                &options,
-                progress,
-                &mut warnings,
-            )
-        })?;
-        timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
-        Some(summary)
-    };
-
-    let fidelity_started = Instant::now();
-    let fidelity = check_fidelity(&job.glossary, translation.as_ref(), summary.as_ref());
-    timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
-
-    let mut report = ArticleReport {
-        input: InputInfo {
-            source: source_name.to_string(),
-            paragraphs: article.paragraphs.len(),
-            characters: text.chars().count(),
-        },
-        translation: translation.map(|t: Translation| TranslationReport {
-            model: t.model.clone(),
-            paragraphs: t.paragraphs.iter().map(|p| p.text.clone()).collect(),
-            details: t.paragraphs,
-        }),
-        summary,
-        fidelity,
-        timings,
-        warnings,
-        article,
-    };
-    let mut timings = report.timings.clone();
-    timings.set_token_figures(report.requests());
-    timings.total_ms = started.elapsed().as_millis() as u64;
-    report.timings = timings;
+    let mut engines = Engines::load(job, models, progress)?;
+    let mut report = engines.run(job, source_name, text, warnings, progress)?;
+    report.timings.load_ms = engines.load_ms;
+    report.timings.embed_load_ms = engines.embed_load_ms;
+    report.timings.total_ms += engines.load_ms + engines.embed_load_ms;
     Ok(report)
+}
+
+/// The models of an article job, loaded once for any number of articles.
+pub struct Engines {
+    /// The translator chosen; `None` for `Summarize`.
+    translator: Option<Chosen>,
+    /// The language model with its catalog id, when something needs it: the translation, or
+    /// the abstractive summary.
+    generator: Option<(LlmEngine, String)>,
+    /// The sentence-embedding model; `None` for `Translate`, or when it cannot be had (the
+    /// summary then uses TF-IDF, and `load_warnings` says so).
+    embedder: Option<(Embedder, String)>,
+    /// What loading found that every report should say (a missing embedding model).
+    pub load_warnings: Vec<String>,
+    pub load_ms: u64,
+    pub embed_load_ms: u64,
+}
+
+impl Engines {
+    pub fn load(
+        job: &ArticleJob,
+        models: ModelSource<'_>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Engines, PipelineError> {
+        let load_started = Instant::now();
+        let translator = match job.job {
+            Job::Summarize => None,
+            Job::Run | Job::Translate => Some(models.choose_translator(
+                job.translator,
+                &job.translation_model,
+                job.model.as_deref(),
+                job.beams,
+                progress,
+            )?),
+        };
+        let llm_translates = matches!(translator, Some(Chosen::Llm));
+        let llm_summarises = job.job != Job::Translate && job.abstractive;
+        let generator = if llm_translates || llm_summarises {
+            Some(models.load_generator(job.model.as_deref(), progress)?)
+        } else {
+            None
+        };
+        let load_ms = load_started.elapsed().as_millis() as u64;
+
+        let embed_started = Instant::now();
+        let mut load_warnings = Vec::new();
+        let embedder = if job.job == Job::Translate {
+            None
+        } else {
+            models.load_embedder(&mut load_warnings)
+        };
+        Ok(Engines {
+            translator,
+            generator,
+            embedder,
+            load_warnings,
+            load_ms,
+            embed_load_ms: embed_started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Runs the job on the article `text` (from `source_name`) with the loaded models;
+    /// `warnings` are those found so far (the input's). The report's timings leave out the
+    /// loading, which [`Engines::load_ms`] has.
+    pub fn run(
+        &mut self,
+        job: &ArticleJob,
+        source_name: &str,
+        text: &str,
+        mut warnings: Vec<String>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<ArticleReport, PipelineError> {
+        let started = Instant::now();
+        let article = Article::parse(text);
+        let mut timings = Timings::default();
+
+        let translation = match &self.translator {
+            None => None,
+            Some(chosen) => {
+                let translate_started = Instant::now();
+                let (mut marian, mut llm);
+                let translator: &mut dyn Translator = match (chosen, self.generator.as_mut()) {
+                    (Chosen::Marian { engine, id }, _) => {
+                        let mut search = engine.search_config().clone();
+                        if let Some(beams) = job.beams {
+                            search.num_beams = beams;
+                        }
+                        marian = MarianTranslator {
+                            engine,
+                            model_id: id.clone(),
+                            search,
+                            max_batch: MARIAN_BATCH,
+                        };
+                        &mut marian
+                    }
+                    (Chosen::Llm, Some((engine, model_id))) => {
+                        llm = LlmTranslator {
+                            engine,
+                            model_id: model_id.clone(),
+                            max_new_tokens: job.max_tokens,
+                        };
+                        &mut llm
+                    }
+                    (Chosen::Llm, None) => {
+                        unreachable!("the LLM is loaded whenever it translates")
+                    }
+                };
+                let translation = stoppable(|| {
+                    translate_article(translator, &article, &job.glossary, progress, &mut warnings)
+                })?;
+                timings.translate_ms = translate_started.elapsed().as_millis() as u64;
+                Some(translation)
+            }
+        };
+
+        let summary = if job.job == Job::Translate {
+            None
+        } else {
+            warnings.extend(self.load_warnings.iter().cloned());
+            let vectors = match &self.embedder {
+                Some((embedder, model_id)) => SentenceVectors::Embedder {
+                    embedder,
+                    model_id: model_id.clone(),
+                },
+                None => SentenceVectors::TfIdf,
+            };
+            let summarize_started = Instant::now();
+            let paragraphs: Vec<String> = match &translation {
+                Some(t) => t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+                None => article.paragraphs.iter().map(|p| p.text.clone()).collect(),
+            };
+            let options = SummaryOptions {
+                sentences: job.sentences,
+                extractive: job.extractive,
+                abstractive: job.abstractive,
+                max_new_tokens: job.max_tokens,
+                form: job.summary_form,
+                source_tokens: job.summary_source_tokens,
+            };
+            let summary = stoppable(|| {
+                summarize_article(
+                    self.generator.as_mut().map(|(e, id)| (e, id.as_str())),
+                    &vectors,
+                    &paragraphs,
+                    &options,
+                    progress,
+                    &mut warnings,
+                )
+            })?;
+            timings.summarize_ms = summarize_started.elapsed().as_millis() as u64;
+            Some(summary)
+        };
+
+        let fidelity_started = Instant::now();
+        let fidelity = check_fidelity(&job.glossary, translation.as_ref(), summary.as_ref());
+        timings.fidelity_ms = fidelity_started.elapsed().as_millis() as u64;
+
+        let mut report = ArticleReport {
+            input: InputInfo {
+                source: source_name.to_string(),
+                paragraphs: article.paragraphs.len(),
+                characters: text.chars().count(),
+            },
+            translation: translation.map(|t: Translation| TranslationReport {
+                model: t.model.clone(),
+                paragraphs: t.paragraphs.iter().map(|p| p.text.clone()).collect(),
+                details: t.paragraphs,
+            }),
+            summary,
+            fidelity,
+            timings,
+            warnings,
+            article,
+        };
+        let mut timings = report.timings.clone();
+        timings.set_token_figures(report.requests());
+        timings.total_ms = started.elapsed().as_millis() as u64;
+        report.timings = timings;
+        Ok(report)
+    }
 }
 
 /// Runs work that checks for Ctrl-C itself (per token, per batch, per paragraph), so a Ctrl-C

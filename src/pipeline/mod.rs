@@ -22,7 +22,7 @@ pub mod models;
 pub mod summary;
 pub mod translate;
 
-pub use job::{run_article, ArticleJob, ArticleReport, Job};
+pub use job::{run_article, ArticleJob, ArticleReport, Engines, Job};
 pub use models::{ModelSource, TranslatorChoice};
 pub use summary::{
     summarize_article, Abstractive, SentenceVectors, Summary, SummaryOptions, SUMMARY_SOURCE_TOKENS,

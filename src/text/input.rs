@@ -98,6 +98,32 @@ fn not_text(path: &Path, source_name: &str, source: std::io::Error) -> InputErro
     }
 }
 
+/// The article in decoded text: with `html`, the text without its markup (an error if none is
+/// left); without, the text as it is, with a warning when it looks like HTML.
+pub fn article_text(
+    decoded: String,
+    html: bool,
+    source_name: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, InputError> {
+    if html {
+        let text = super::html::to_text(&decoded);
+        if text.trim().is_empty() {
+            return Err(InputError::Empty {
+                source_name: format!("{source_name} without its HTML markup"),
+            });
+        }
+        return Ok(text);
+    }
+    if super::html::looks_like_html(&decoded) {
+        warnings.push(format!(
+            "{source_name} looks like HTML; its tags will be translated as text. Pass --html \
+             to keep only the text"
+        ));
+    }
+    Ok(decoded)
+}
+
 /// Decoded article text, and what a lossy decoding replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {

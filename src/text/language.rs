@@ -57,23 +57,43 @@ pub fn detect(text: &str) -> Option<Language> {
     }
 }
 
-/// A warning when `text` does not look like `expected`, naming what it looks like instead.
-pub fn mismatch_warning(text: &str, expected: Language) -> Option<String> {
+/// What an article looks like, when that is not the language expected of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    pub found: &'static str,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the input looks like {}, not {}",
+            self.found, self.expected
+        )
+    }
+}
+
+/// Whether `text` looks like another language than `expected`; too short a text to tell is
+/// not a mismatch.
+pub fn mismatch(text: &str, expected: Language) -> Option<Mismatch> {
     let words = text.split_whitespace().count();
     if words < MIN_WORDS {
         return None;
     }
-    let (found, expected_name) = match (detect(text), expected) {
+    let (found, expected) = match (detect(text), expected) {
         (Some(found), expected) if found == expected => return None,
         (Some(Language::English), Language::French) => ("English", "French"),
         (Some(Language::French), Language::English) => ("French", "English"),
         (_, Language::French) => ("neither French nor English", "French"),
         (_, Language::English) => ("neither English nor French", "English"),
     };
-    Some(format!(
-        "the input looks like {found}, not {expected_name}; going on as asked, but the result \
-         may be poor"
-    ))
+    Some(Mismatch { found, expected })
+}
+
+/// A warning when `text` does not look like `expected`, naming what it looks like instead.
+pub fn mismatch_warning(text: &str, expected: Language) -> Option<String> {
+    mismatch(text, expected).map(|m| format!("{m}; going on as asked, but the result may be poor"))
 }
 
 #[cfg(test)]
