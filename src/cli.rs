@@ -3,7 +3,7 @@
 use std::{ffi::OsStr, num::NonZeroUsize, path::PathBuf};
 
 use clap::{builder::TypedValueParser, error::ErrorKind, Args, Parser, Subcommand, ValueEnum};
-use precis::failure::EXIT_CODES_HELP;
+use precis::{batch::Shard, failure::EXIT_CODES_HELP};
 
 const AFTER_HELP: &str = "\
 Models are downloaded once into the Hugging Face cache ($HF_HOME/hub, default
@@ -45,8 +45,9 @@ impl Cli {
     pub fn threads(&self) -> Option<NonZeroUsize> {
         match &self.command {
             Command::Run(args) | Command::Translate(args) | Command::Summarize(args) => {
-                args.threads
+                args.job.threads
             }
+            Command::Batch(args) => args.job.threads,
             Command::Models(_) => None,
         }
     }
@@ -75,6 +76,10 @@ pub enum Command {
     Translate(ArticleArgs),
     /// Summarise an English article (for instance a translation made earlier)
     Summarize(ArticleArgs),
+    /// Translate and summarise many French articles, loading the models once: one JSON line
+    /// per article, resumable, splittable across machines with --shard
+    #[command(after_help = BATCH_AFTER_HELP)]
+    Batch(BatchArgs),
     /// List, fetch, import, verify and locate models
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -105,6 +110,19 @@ pub struct ArticleArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
+    /// Save every model request (messages, token limit) as JSON, so benchmarks can replay the
+    /// same prompts on another engine (scripts/llama_run.py reads this format)
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub save_requests: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// What is done to each article, and with which models: the flags `run`, `translate`,
+/// `summarize` and `batch` share.
+#[derive(Debug, Args)]
+pub struct JobArgs {
     /// The language model that translates and summarises (see `precis models list`)
     #[arg(long, value_name = "ID")]
     pub model: Option<String>,
@@ -137,13 +155,68 @@ pub struct ArticleArgs {
                              model's generation config, 4 for opus-mt)"))]
     pub beams: Option<NonZeroUsize>,
 
-    /// Save every model request (messages, token limit) as JSON, so benchmarks can replay the
-    /// same prompts on another engine (scripts/llama_run.py reads this format)
-    #[arg(long, value_name = "FILE", hide = true)]
-    pub save_requests: Option<PathBuf>,
-
     #[command(flatten)]
     pub summary: SummaryArgs,
+}
+
+const BATCH_AFTER_HELP: &str = "\
+Inputs: text files (*.txt), HTML files (*.html, *.htm: their text is kept), folders (every
+such file inside, at any depth; the id is the path below the folder), and JSONL files (*.jsonl)
+or standard input (-) with one record a line: {\"id\": ..., \"text\": ...} or {\"id\": ...,
+\"html\": ...}; a record's other fields are copied into its result line.
+
+Output: one JSON line per article, with its id, source, text_sha256 and what `run --format
+json` gives, or an error line {\"id\", \"source\", \"error\": {\"kind\", \"message\"}}. Run the
+same command again and the articles already in the output file (same id, same text) are
+skipped; a line cut short by a crash is dropped and its article done again.
+
+Examples:
+  precis batch articles/ -o results.jsonl
+  precis batch feed.jsonl -o results.jsonl --translator llm --no-abstractive
+  cat feed.jsonl | precis batch - -o results.jsonl
+  precis batch articles/ --shard 0/3 -o results-0.jsonl   (and 1/3, 2/3 elsewhere)
+";
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Articles: files, folders, JSONL files, or - for JSONL records on standard input
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// The JSONL results file: created, or resumed where a run stopped (default: standard
+    /// output, which cannot be resumed)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Do only this share of the articles: I of N (0 <= I < N), split by id, so that N
+    /// processes given 0/N .. N-1/N cover every article exactly once
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+
+    /// Stop at the first article that fails (its error line is written)
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Do again the articles whose line in the output file is an error line
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = MAX_CHARS, allow_negative_numbers = true,
+          help = MAX_CHARS.help("An article longer than this many characters fails with kind \
+                                 too_long instead of taking hours"))]
+    pub max_chars: usize,
+
+    /// Replace invalid UTF-8 (or UTF-16) by U+FFFD, with a warning, instead of failing the
+    /// article
+    #[arg(long)]
+    pub lossy: bool,
+
+    /// Do articles that do not look French too (by default they fail with kind language)
+    #[arg(long)]
+    pub any_language: bool,
+
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 /// What the summary of `run` and `summarize` holds (`translate` makes none).
@@ -255,6 +328,11 @@ pub const KEY_SENTENCES: Count = Count { min: 1, max: 100 };
 pub const SUMMARY_REQUEST_TOKENS: Count = Count {
     min: 32,
     max: 16384,
+};
+/// Characters of one article in `batch`: up to what `run` reads (64 MiB).
+pub const MAX_CHARS: Count = Count {
+    min: 1,
+    max: 64 << 20,
 };
 /// Below 10 words no paragraph of several sentences fits.
 pub const SUMMARY_WORDS: Count = Count { min: 10, max: 1000 };
@@ -381,7 +459,7 @@ mod tests {
                 panic!("run")
             };
             assert_eq!(
-                args.summary.summary_sentences,
+                args.job.summary.summary_sentences,
                 SentenceRange { min, max },
                 "{value}"
             );

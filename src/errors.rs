@@ -30,6 +30,8 @@ kind_of_library_errors!(
     crate::fidelity::GlossaryError,
     crate::load::LoadError,
     crate::pipeline::PipelineError,
+    crate::batch::BatchError,
+    crate::batch::ArticleFailure,
     crate::engines::EngineError,
     crate::engines::embedder::EmbedError,
     crate::infer::InferError,

@@ -25,6 +25,8 @@ pub enum FailureKind {
     Output,
     /// The user pressed Ctrl-C; the work stopped and nothing was written.
     Interrupted,
+    /// Some articles of a batch failed; their error lines say why, the others are done.
+    SomeArticlesFailed,
 }
 
 impl FailureKind {
@@ -37,6 +39,7 @@ impl FailureKind {
             FailureKind::ModelCorrupt => 5,
             FailureKind::Network => 6,
             FailureKind::Output => 7,
+            FailureKind::SomeArticlesFailed => 8,
             FailureKind::Interrupted => EXIT_INTERRUPTED,
         }
     }
@@ -84,4 +87,5 @@ Exit codes:
        `precis models verify`, then `precis models fetch --force ID`)
   6    network error (hub and mirror unreachable, download refused, cut or stalled)
   7    output error (cannot write the result; -o over the input)
+  8    batch: some articles failed (their error lines say why); the others are done
   130  interrupted (Ctrl-C); nothing is written";

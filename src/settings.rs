@@ -13,7 +13,7 @@ use precis::{
     text::input,
 };
 
-use crate::cli::{self, ArticleArgs, Format};
+use crate::cli::{self, ArticleArgs, Format, JobArgs};
 use crate::commands::CommandFailure;
 
 /// What `run`, `translate` and `summarize` are asked to do, checked.
@@ -32,15 +32,6 @@ pub struct ArticleSettings {
 impl ArticleSettings {
     pub fn new(job: Job, args: ArticleArgs) -> anyhow::Result<Self> {
         let output = output_target(&args.input, args.output.as_deref())?;
-        let glossary = match &args.glossary {
-            Some(path) => read_glossary(path)?,
-            None => Glossary::default(),
-        };
-        let translator = match args.translator {
-            cli::TranslatorChoice::Auto => TranslatorChoice::Auto,
-            cli::TranslatorChoice::Marian => TranslatorChoice::Marian,
-            cli::TranslatorChoice::Llm => TranslatorChoice::Llm,
-        };
         Ok(ArticleSettings {
             source_name: input::source_name(&args.input),
             input: args.input,
@@ -49,26 +40,40 @@ impl ArticleSettings {
             lossy: args.lossy,
             html: args.html,
             save_requests: args.save_requests,
-            job: ArticleJob {
-                job,
-                translator,
-                translation_model: args.translation_model,
-                model: args.model,
-                beams: args.beams.map(|b| b.get()),
-                max_tokens: args.max_tokens,
-                sentences: args.summary.sentences,
-                summary_form: SummaryForm {
-                    min_sentences: args.summary.summary_sentences.min,
-                    max_sentences: args.summary.summary_sentences.max,
-                    max_words: args.summary.summary_words,
-                },
-                summary_source_tokens: args.summary.summary_request_tokens,
-                extractive: !args.summary.no_extractive,
-                abstractive: !args.summary.no_abstractive,
-                glossary,
-            },
+            job: article_job(job, args.job)?,
         })
     }
+}
+
+/// The library's form of the flags every article command shares.
+pub fn article_job(job: Job, args: JobArgs) -> anyhow::Result<ArticleJob> {
+    let glossary = match &args.glossary {
+        Some(path) => read_glossary(path)?,
+        None => Glossary::default(),
+    };
+    let translator = match args.translator {
+        cli::TranslatorChoice::Auto => TranslatorChoice::Auto,
+        cli::TranslatorChoice::Marian => TranslatorChoice::Marian,
+        cli::TranslatorChoice::Llm => TranslatorChoice::Llm,
+    };
+    Ok(ArticleJob {
+        job,
+        translator,
+        translation_model: args.translation_model,
+        model: args.model,
+        beams: args.beams.map(|b| b.get()),
+        max_tokens: args.max_tokens,
+        sentences: args.summary.sentences,
+        summary_form: SummaryForm {
+            min_sentences: args.summary.summary_sentences.min,
+            max_sentences: args.summary.summary_sentences.max,
+            max_words: args.summary.summary_words,
+        },
+        summary_source_tokens: args.summary.summary_request_tokens,
+        extractive: !args.summary.no_extractive,
+        abstractive: !args.summary.no_abstractive,
+        glossary,
+    })
 }
 
 /// The `--glossary` file, parsed; a file that cannot be read or parsed is a usage error.

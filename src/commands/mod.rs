@@ -1,6 +1,7 @@
 //! One module per command; each turns validated settings into calls on the library.
 
 mod article;
+mod batch;
 mod models;
 
 use precis::{
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summarize(args) => {
             article::run(&context, ArticleSettings::new(Job::Summarize, args)?)
         }
+        Command::Batch(args) => batch::run(&context, args),
         Command::Models(command) => models::run(&context, command),
     }
 }
