@@ -61,7 +61,12 @@ pub fn run(context: &Context, args: BatchArgs) -> anyhow::Result<()> {
         return Err(BatchError::OtherSettings { path: shown }.into());
     }
 
-    let (todo, redo, skipped) = split_done(mine, &results, args.retry_failed);
+    let Split {
+        todo,
+        redo,
+        skipped,
+        failed_before,
+    } = split_done(mine, &results, args.retry_failed);
     results.forget(&redo)?;
     let share = match args.shard {
         Some(shard) => format!(
@@ -79,7 +84,7 @@ pub fn run(context: &Context, args: BatchArgs) -> anyhow::Result<()> {
         format!("{share} to do")
     });
     if todo.is_empty() {
-        return Ok(());
+        return failures(0, failed_before, skipped, &shown);
     }
 
     let models = ModelSource {
@@ -155,45 +160,65 @@ pub fn run(context: &Context, args: BatchArgs) -> anyhow::Result<()> {
         tally.failed,
         tally.tokens_per_second()
     ));
-    if tally.failed > 0 {
-        return Err(CommandFailure {
-            kind: FailureKind::SomeArticlesFailed,
-            message: format!(
-                "{} of {} articles failed; their error lines in {shown} say why, the others \
-                 are done",
-                tally.failed, tally.done
-            ),
-        }
-        .into());
-    }
-    Ok(())
+    failures(tally.failed, failed_before, tally.done + skipped, &shown)
 }
 
-/// The articles still to do, the ids whose old line must go (the article changed since, or
-/// failed and is retried), and how many are done already.
-fn split_done(
-    records: Vec<Record>,
-    results: &Results,
-    retry_failed: bool,
-) -> (Vec<Record>, HashSet<String>, usize) {
-    let mut todo = Vec::new();
-    let mut redo = HashSet::new();
-    let mut skipped = 0;
+/// Exit code 8 while any article of the batch has an error line, this run's or an earlier
+/// one's: the results are complete only when every article is done.
+fn failures(now: usize, before: usize, articles: usize, shown: &str) -> anyhow::Result<()> {
+    if now + before == 0 {
+        return Ok(());
+    }
+    let earlier = match before {
+        0 => String::new(),
+        n => format!(" ({n} in an earlier run; --retry-failed does them again)"),
+    };
+    Err(CommandFailure {
+        kind: FailureKind::SomeArticlesFailed,
+        message: format!(
+            "{} of {articles} articles failed{earlier}; their error lines in {shown} say why, \
+             the others are done",
+            now + before
+        ),
+    }
+    .into())
+}
+
+/// The articles of this run against the lines already written.
+struct Split {
+    /// Still to do.
+    todo: Vec<Record>,
+    /// Ids whose old line must go: the article changed since, or failed and is retried.
+    redo: HashSet<String>,
+    /// Done already.
+    skipped: usize,
+    /// Done already, with an error line.
+    failed_before: usize,
+}
+
+fn split_done(records: Vec<Record>, results: &Results, retry_failed: bool) -> Split {
+    let mut split = Split {
+        todo: Vec::new(),
+        redo: HashSet::new(),
+        skipped: 0,
+        failed_before: 0,
+    };
     for record in records {
         match results.existing.get(&record.id) {
-            None => todo.push(record),
+            None => split.todo.push(record),
             Some(line) => {
                 let digest = inputs::read(&record).ok().map(|(_, digest)| digest);
                 if digest == line.text_sha256 && !(line.error && retry_failed) {
-                    skipped += 1;
+                    split.skipped += 1;
+                    split.failed_before += usize::from(line.error);
                 } else {
-                    redo.insert(record.id.clone());
-                    todo.push(record);
+                    split.redo.insert(record.id.clone());
+                    split.todo.push(record);
                 }
             }
         }
     }
-    (todo, redo, skipped)
+    split
 }
 
 /// Results written into one of the inputs would destroy it, and results written into an input
