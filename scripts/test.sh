@@ -10,6 +10,8 @@ echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --all-targets -- -D warnings
+echo "== deploy files: Kubernetes schema, ShellCheck, hadolint"
+scripts/check_deploy.sh
 echo "== smoke checker self-test: a real report passes, broken variants of it are rejected"
 python3 scripts/smoke_check.py --self-test
 echo "== build"
