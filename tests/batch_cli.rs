@@ -400,3 +400,69 @@ fn a_folder_of_text_and_html_and_jsonl_on_standard_input() {
         article(0)
     );
 }
+
+#[test]
+fn ctrl_c_stops_within_an_article_and_the_same_command_finishes_the_batch() {
+    let batch = Batch::new();
+    let folder = batch.folder("articles", 3);
+    // Long enough to be under way when the signal comes.
+    let long: String = (0..120).map(article).collect::<Vec<_>>().join("\n");
+    std::fs::write(folder.join("article-03.txt"), long).unwrap();
+    std::fs::write(folder.join("article-04.txt"), article(4)).unwrap();
+    let output = batch.path("results.jsonl");
+    let args = batch.args(&[folder.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+
+    let mut child = batch.fixture.precis.spawn(&args);
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a progress line");
+        if line.contains("article-02.txt done") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut stopped = finish(child);
+    stopped.stderr = reader.join().unwrap();
+    stopped
+        .expect_code(130)
+        .expect_stderr("interrupted (Ctrl-C) during article-03.txt")
+        .expect_stderr("the 3 articles done are in");
+    assert_eq!(
+        ids(&lines(&output)),
+        ["article-00.txt", "article-01.txt", "article-02.txt"]
+    );
+
+    let resumed = batch.fixture.precis.run(&args);
+    resumed.expect_code(0).expect_stderr("3 already done");
+    let all = lines(&output);
+    all.iter().for_each(assert_done);
+    assert_eq!(
+        ids(&all),
+        [
+            "article-00.txt",
+            "article-01.txt",
+            "article-02.txt",
+            "article-03.txt",
+            "article-04.txt"
+        ]
+    );
+}
