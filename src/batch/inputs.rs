@@ -66,15 +66,15 @@ pub fn collect(inputs: &[PathBuf]) -> Result<Vec<Record>, BatchError> {
     let mut records = Vec::new();
     for input in inputs {
         if input == Path::new("-") {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
                 .lock()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .map_err(|source| BatchError::Read {
                     path: "standard input".into(),
                     source,
                 })?;
-            records.extend(jsonl_records(&text, "standard input"));
+            records.extend(jsonl_records(&bytes, "standard input"));
             continue;
         }
         let meta = std::fs::metadata(input).map_err(|source| BatchError::Read {
@@ -94,11 +94,11 @@ pub fn collect(inputs: &[PathBuf]) -> Result<Vec<Record>, BatchError> {
                 records.push(file_record(id, path));
             }
         } else if extension(input) == Some("jsonl") {
-            let text = std::fs::read_to_string(input).map_err(|source| BatchError::Read {
+            let bytes = std::fs::read(input).map_err(|source| BatchError::Read {
                 path: input.display().to_string(),
                 source,
             })?;
-            records.extend(jsonl_records(&text, &input.display().to_string()));
+            records.extend(jsonl_records(&bytes, &input.display().to_string()));
         } else {
             records.push(file_record(input.display().to_string(), input.clone()));
         }
@@ -179,14 +179,20 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// The records of a JSONL text; a line that is not a usable record becomes an [`Body::Invalid`]
-/// record, with its id when it has one and `SOURCE:LINE` otherwise.
-fn jsonl_records(text: &str, source: &str) -> Vec<Record> {
-    text.lines()
+/// The records of a JSONL file; a line that is not a usable record (not UTF-8, not JSON, no id,
+/// no text) becomes an [`Body::Invalid`] record, with its id when it has one and `SOURCE:LINE`
+/// otherwise, so that one bad line in a feed costs one article, not the batch.
+fn jsonl_records(bytes: &[u8], source: &str) -> Vec<Record> {
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    bytes
+        .split(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
         .map(|(index, line)| {
             let source = format!("{source}:{}", index + 1);
+            let Ok(line) = std::str::from_utf8(line) else {
+                return invalid(&source, None, "the line is not UTF-8".into());
+            };
             let mut fields = match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(fields)) => fields,
                 Ok(_) => return invalid(&source, None, "the line is not a JSON object".into()),
@@ -252,11 +258,23 @@ mod tests {
             "{\"id\": \"c\", \"text\": \"x\", \"summary\": \"mine\"}\n",
             "{\"id\": \"d\"}\n",
         );
-        let records = jsonl_records(text, "feed.jsonl");
+        let mut bytes = b"\xef\xbb\xbf".to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.extend_from_slice(b"{\"id\": \"e\", \"text\": \"caf\xe9\"}\r\n");
+        let records = jsonl_records(&bytes, "feed.jsonl");
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["a", "7", "feed.jsonl:4", "feed.jsonl:5", "b", "c", "d"]
+            [
+                "a",
+                "7",
+                "feed.jsonl:4",
+                "feed.jsonl:5",
+                "b",
+                "c",
+                "d",
+                "feed.jsonl:9"
+            ]
         );
         assert!(matches!(&records[0].body, Body::Text(t) if t == "Bonjour."));
         assert_eq!(records[0].extra["url"], "https://example.org/a");
@@ -268,6 +286,7 @@ mod tests {
             "both",
             "\"summary\"",
             "no \"text\"",
+            "not UTF-8",
         ]) {
             match &record.body {
                 Body::Invalid(problem) => assert!(problem.contains(needle), "{problem}"),

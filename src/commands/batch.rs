@@ -75,13 +75,17 @@ pub fn run(context: &Context, args: BatchArgs) -> anyhow::Result<()> {
         ),
         None => format!("{total} articles"),
     };
+    let again = match redo.len() {
+        0 => String::new(),
+        n => format!(" ({n} again: changed since, or retried)"),
+    };
     notice(if skipped > 0 {
         format!(
-            "{share}; {skipped} already done in {shown}, {} to do",
+            "{share}; {skipped} already done in {shown}, {} to do{again}",
             todo.len()
         )
     } else {
-        format!("{share} to do")
+        format!("{share} to do{again}")
     });
     if todo.is_empty() {
         return failures(0, failed_before, skipped, &shown);
@@ -133,10 +137,10 @@ pub fn run(context: &Context, args: BatchArgs) -> anyhow::Result<()> {
         )?;
         results.append(&line)?;
         match &outcome {
-            Ok(report) => tally.succeeded(report.timings.generated_tokens),
+            Ok(report) => tally.record_success(report.timings.generated_tokens),
             Err(failure) => {
                 let message = precis::failure::message(precis::failure::chain(failure));
-                tally.failed(&record.id, &message);
+                tally.record_failure(&record.id, &message);
                 if args.fail_fast {
                     tally.finish();
                     return Err(CommandFailure {
@@ -322,13 +326,13 @@ impl Tally {
         ));
     }
 
-    fn succeeded(&mut self, generated_tokens: usize) {
+    fn record_success(&mut self, generated_tokens: usize) {
         self.generated_tokens += generated_tokens;
         self.done += 1;
         self.report("done");
     }
 
-    fn failed(&mut self, id: &str, message: &str) {
+    fn record_failure(&mut self, id: &str, message: &str) {
         self.done += 1;
         self.failed += 1;
         let line = format!("precis: {id} failed: {message}");
