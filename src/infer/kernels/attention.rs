@@ -1,5 +1,5 @@
-//! The decoding attention's kernels: query scores against a block of f16 keys (portable and
-//! AVX-512), and weighted sums of value rows.
+//! The decoding attention's kernels: query scores against a block of f16 keys (portable, the
+//! portable form compiled for AVX2, and AVX-512), and weighted sums of value rows.
 
 #[cfg(target_arch = "x86_64")]
 use crate::infer::cpu::{self, CpuLevel};
@@ -16,8 +16,8 @@ pub(crate) const HEADS_PER_PASS: usize = 8;
 /// `HEADS_PER_PASS`, `[head][dim]`) and the `KEY_BLOCK` keys of `block` (`[dim][position]`).
 pub(crate) type BlockScores = fn(&[f32], &[f16], f32, &mut [f32], usize);
 
-/// The block scores for this CPU: AVX-512 where its level has it (the portable form below;
-/// there is no AVX2 form).
+/// The block scores for this CPU: AVX-512 where its level has it, else the portable form,
+/// compiled for AVX2 where the level has that.
 pub(crate) fn block_scores_kernel() -> BlockScores {
     #[cfg(target_arch = "x86_64")]
     if cpu::level() >= CpuLevel::Avx512 {
@@ -37,11 +37,18 @@ pub(crate) fn block_scores_kernel() -> BlockScores {
             heads!(1 2 3 4 5 6 7 8)
         };
     }
+    #[cfg(target_arch = "x86_64")]
+    if cpu::level() >= CpuLevel::Avx2 {
+        return |queries, block, scale, out, stride| {
+            cpu::vectorized(|| block_scores(queries, block, scale, out, stride))
+        };
+    }
     block_scores
 }
 
 /// Each key dimension is a row of `KEY_BLOCK` values, multiplied by one query value and added
 /// to the head's scores: fixed-size arrays the compiler keeps in vector registers.
+#[inline(always)]
 fn block_scores(queries: &[f32], block: &[f16], scale: f32, out: &mut [f32], stride: usize) {
     let hd = block.len() / KEY_BLOCK;
     let mut acc = [[0f32; KEY_BLOCK]; HEADS_PER_PASS];
@@ -107,6 +114,7 @@ unsafe fn block_scores_avx512<const R: usize>(
 /// `out += Σ_i weights[i] · rows[i]` for the rows of `rows` (each `out.len()` wide; `weights`
 /// may be longer), `W` output values at a time, which stay in registers while every row is
 /// added (`W` divides the width).
+#[inline(always)]
 pub(crate) fn add_weighted<const W: usize>(weights: &[f32], rows: &[f32], out: &mut [f32]) {
     let width = out.len();
     for (c, out) in out.chunks_exact_mut(W).enumerate() {

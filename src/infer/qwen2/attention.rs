@@ -2,6 +2,7 @@
 
 use super::kv_cache::KvCache;
 use super::weights::{QLinear, Rope};
+use crate::infer::cpu;
 use crate::infer::kernels::attention::{
     add_weighted, block_scores_kernel, HEADS_PER_PASS, KEY_BLOCK,
 };
@@ -40,34 +41,36 @@ fn decode_attention(
                 block_scores(heads, block, scale, out, width);
             }
         }
-        for row in scores.chunks_exact_mut(width) {
-            let row = &mut row[..positions];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for s in row.iter_mut() {
-                *s = exp(*s - max);
+        cpu::vectorized(|| {
+            for row in scores.chunks_exact_mut(width) {
+                let row = &mut row[..positions];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                for s in row.iter_mut() {
+                    *s = exp(*s - max);
+                }
+                let total: f32 = row.iter().sum();
+                for s in row.iter_mut() {
+                    *s /= total;
+                }
             }
-            let total: f32 = row.iter().sum();
-            for s in row.iter_mut() {
-                *s /= total;
+            // Values are converted from f16 a tile of positions at a time, into a buffer that
+            // stays in the L1 cache.
+            let mut tile = vec![0f32; ATTENTION_TILE * hd];
+            for (t, values) in values.chunks(ATTENTION_TILE * hd).enumerate() {
+                let tile = &mut tile[..values.len()];
+                values.convert_to_f32_slice(tile);
+                for (r, out) in out.chunks_exact_mut(hd).enumerate() {
+                    let weights = &scores[r * width + t * ATTENTION_TILE..][..values.len() / hd];
+                    // Direct calls, so that each is inlined into this level's code.
+                    match hd {
+                        _ if hd.is_multiple_of(128) => add_weighted::<128>(weights, tile, out),
+                        _ if hd.is_multiple_of(64) => add_weighted::<64>(weights, tile, out),
+                        _ if hd.is_multiple_of(16) => add_weighted::<16>(weights, tile, out),
+                        _ => add_weighted::<1>(weights, tile, out),
+                    }
+                }
             }
-        }
-        let add_weighted = match hd {
-            _ if hd.is_multiple_of(128) => add_weighted::<128>,
-            _ if hd.is_multiple_of(64) => add_weighted::<64>,
-            _ if hd.is_multiple_of(16) => add_weighted::<16>,
-            _ => add_weighted::<1>,
-        };
-        // Values are converted from f16 a tile of positions at a time, into a buffer that
-        // stays in the L1 cache.
-        let mut tile = vec![0f32; ATTENTION_TILE * hd];
-        for (t, values) in values.chunks(ATTENTION_TILE * hd).enumerate() {
-            let tile = &mut tile[..values.len()];
-            values.convert_to_f32_slice(tile);
-            for (r, out) in out.chunks_exact_mut(hd).enumerate() {
-                let weights = &scores[r * width + t * ATTENTION_TILE..][..values.len() / hd];
-                add_weighted(weights, tile, out);
-            }
-        }
+        });
     });
     out
 }

@@ -20,6 +20,7 @@ mod weights;
 
 pub use config::Qwen2Config;
 
+use super::cpu;
 use super::kernels::kquant;
 use super::kernels::math::exp;
 use super::team::compute_pool;
@@ -70,11 +71,14 @@ impl Layer {
             QLinear::rows_many(&[&self.gate, &self.up], &self.ffn_norm.rows(x), seq)?
                 .try_into()
                 .expect("two projections");
-        let h: Vec<f32> = gate
-            .iter()
-            .zip(&up)
-            .map(|(g, u)| g / (1.0 + exp(-g)) * u)
-            .collect();
+        // A plain loop: an iterator's `collect` would be a function of its own, compiled for
+        // the baseline, not inlined into this level's code.
+        let mut h = vec![0f32; gate.len()];
+        cpu::vectorized(|| {
+            for ((h, g), u) in h.iter_mut().zip(&gate).zip(&up) {
+                *h = g / (1.0 + exp(-g)) * u;
+            }
+        });
         let h = self.down.rows(&h, seq)?;
         x.iter_mut().zip(h).for_each(|(x, h)| *x += h);
         Ok(())

@@ -3,7 +3,7 @@
 
 use super::config::tensor_size;
 use crate::infer::kernels::kquant::{self, KQuant, KQuantMatrix};
-use crate::infer::InferError;
+use crate::infer::{cpu, InferError};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -146,12 +146,16 @@ impl RmsNorm {
 
     pub(super) fn rows(&self, x: &[f32]) -> Vec<f32> {
         let n = self.weight.len();
-        let mut out = Vec::with_capacity(x.len());
-        for row in x.chunks_exact(n) {
-            let sum2: f32 = row.iter().map(|v| v * v).sum();
-            let m = (sum2 / n as f32 + self.eps).sqrt();
-            out.extend(row.iter().zip(&self.weight).map(|(v, w)| v / m * w));
-        }
+        let mut out = vec![0f32; x.len()];
+        cpu::vectorized(|| {
+            for (row, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                let sum2: f32 = row.iter().map(|v| v * v).sum();
+                let m = (sum2 / n as f32 + self.eps).sqrt();
+                for ((o, v), w) in out.iter_mut().zip(row).zip(&self.weight) {
+                    *o = v / m * w;
+                }
+            }
+        });
         out
     }
 }
@@ -185,12 +189,14 @@ impl Rope {
     pub(super) fn rotate(&self, heads: &mut [f32], position: usize) {
         let range = position * self.half..(position + 1) * self.half;
         let (cos, sin) = (&self.cos[range.clone()], &self.sin[range]);
-        for head in heads.chunks_exact_mut(2 * self.half) {
-            let (a, b) = head.split_at_mut(self.half);
-            for i in 0..self.half {
-                (a[i], b[i]) = (a[i] * cos[i] - b[i] * sin[i], a[i] * sin[i] + b[i] * cos[i]);
+        cpu::vectorized(|| {
+            for head in heads.chunks_exact_mut(2 * self.half) {
+                let (a, b) = head.split_at_mut(self.half);
+                for i in 0..self.half {
+                    (a[i], b[i]) = (a[i] * cos[i] - b[i] * sin[i], a[i] * sin[i] + b[i] * cos[i]);
+                }
             }
-        }
+        });
     }
 
     /// The tables of positions `start..start + len`, `(len, head_dim / 2)`, for candle's

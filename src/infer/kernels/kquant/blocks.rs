@@ -118,51 +118,63 @@ fn cast_blocks<T: Copy>(bytes: &[u8]) -> &[T] {
 /// activations of the 1.5B model's down projection, 1% of a decoding step, on one thread
 /// while the other waited).
 pub fn quantize_q8k(x: &[f32]) -> Vec<BlockQ8K> {
+    // At the baseline target, `round_ties_even` is a call to the C library for each value.
+    crate::infer::cpu::vectorized(|| quantize_blocks(x))
+}
+
+/// A loop rather than `map` and `collect`, whose code would not be inlined into the level's.
+#[inline(always)]
+fn quantize_blocks(x: &[f32]) -> Vec<BlockQ8K> {
+    let mut blocks = Vec::with_capacity(x.len() / QK_K);
+    for chunk in x.chunks_exact(QK_K) {
+        blocks.push(quantize_block(chunk));
+    }
+    blocks
+}
+
+#[inline(always)]
+fn quantize_block(chunk: &[f32]) -> BlockQ8K {
     const LANES: usize = 16;
-    x.chunks_exact(QK_K)
-        .map(|chunk| {
-            let mut lanes = [0f32; LANES];
-            for values in chunk.chunks_exact(LANES) {
-                for (lane, v) in lanes.iter_mut().zip(values) {
-                    // NaN never wins, as in ggml's `fabsf(x) > amax`.
-                    *lane = if v.abs() > *lane { v.abs() } else { *lane };
-                }
-            }
-            let amax = lanes.iter().fold(0f32, |m, &l| if l > m { l } else { m });
-            let mut block = BlockQ8K {
-                d: 0.0,
-                qs: [0; QK_K],
-                bsums: [0; QK_K / 16],
-            };
-            if amax == 0.0 {
-                return block;
-            }
-            // ggml keeps the first value of the largest magnitude, with its sign.
-            let max = *chunk
-                .iter()
-                .find(|v| v.abs() == amax)
-                .expect("amax is in the chunk");
-            // ggml's current rule (-127, not -128: its IQ kernels need the symmetric range).
-            let iscale = -127.0 / max;
-            for (q, &v) in block.qs.iter_mut().zip(chunk) {
-                // ggml's `MIN(127, nearest_int(iscale * v))`, where a NaN converts to 0. The
-                // saturating `as i32` would convert one value at a time.
-                let r = (iscale * v).round_ties_even();
-                let r = if r.is_nan() {
-                    0.0
-                } else {
-                    r.clamp(-128.0, 127.0)
-                };
-                // SAFETY: `r` is finite and within the range of i8.
-                *q = unsafe { r.to_int_unchecked::<i8>() };
-            }
-            for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
-                *sum = group.iter().map(|&q| i16::from(q)).sum();
-            }
-            block.d = 1.0 / iscale;
-            block
-        })
-        .collect()
+    let mut lanes = [0f32; LANES];
+    for values in chunk.chunks_exact(LANES) {
+        for (lane, v) in lanes.iter_mut().zip(values) {
+            // NaN never wins, as in ggml's `fabsf(x) > amax`.
+            *lane = if v.abs() > *lane { v.abs() } else { *lane };
+        }
+    }
+    let amax = lanes.iter().fold(0f32, |m, &l| if l > m { l } else { m });
+    let mut block = BlockQ8K {
+        d: 0.0,
+        qs: [0; QK_K],
+        bsums: [0; QK_K / 16],
+    };
+    if amax == 0.0 {
+        return block;
+    }
+    // ggml keeps the first value of the largest magnitude, with its sign.
+    let max = *chunk
+        .iter()
+        .find(|v| v.abs() == amax)
+        .expect("amax is in the chunk");
+    // ggml's current rule (-127, not -128: its IQ kernels need the symmetric range).
+    let iscale = -127.0 / max;
+    for (q, &v) in block.qs.iter_mut().zip(chunk) {
+        // ggml's `MIN(127, nearest_int(iscale * v))`, where a NaN converts to 0. The
+        // saturating `as i32` would convert one value at a time.
+        let r = (iscale * v).round_ties_even();
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.clamp(-128.0, 127.0)
+        };
+        // SAFETY: `r` is finite and within the range of i8.
+        *q = unsafe { r.to_int_unchecked::<i8>() };
+    }
+    for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+        *sum = group.iter().map(|&q| i16::from(q)).sum();
+    }
+    block.d = 1.0 / iscale;
+    block
 }
 
 /// The eight (scale, min) pairs of a Q4_K block (ggml's `get_scale_min_k4`).
