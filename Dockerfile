@@ -11,8 +11,8 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
-# .cargo/config.toml builds for the build machine's own CPU; an image runs on other machines.
-# x86-64-v3 (AVX2, FMA) is what cluster nodes and laptops of the last ten years have; the
+# The CPU level the binary needs, as .cargo/config.toml sets it (that folder is not copied):
+# x86-64-v3 (AVX2, FMA, F16C), what cluster nodes and laptops of the last ten years have; the
 # AVX-512 kernels are still chosen at run time where the CPU has them (src/infer/cpu.rs).
 ARG TARGET_CPU=x86-64-v3
 WORKDIR /src
