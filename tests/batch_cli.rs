@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::precis::{finish, Run};
+use support::precis::{finish, interrupt_when, Run};
 use support::tiny_marian::{Fixture, ID};
 
 const PARTIAL_FAILURE: i32 = 8;
@@ -412,36 +412,12 @@ fn ctrl_c_stops_within_an_article_and_the_same_command_finishes_the_batch() {
     let output = batch.path("results.jsonl");
     let args = batch.args(&[folder.to_str().unwrap(), "-o", output.to_str().unwrap()]);
 
-    let mut child = batch.fixture.precis.spawn(&args);
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            let _ = lines_tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("a progress line");
-        if line.contains("article-02.txt done") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut stopped = finish(child);
-    stopped.stderr = reader.join().unwrap();
+    let stopped = interrupt_when(
+        &batch.fixture.precis,
+        &args,
+        |line| line.contains("article-02.txt done"),
+        Duration::from_millis(300),
+    );
     stopped
         .expect_code(130)
         .expect_stderr("interrupted (Ctrl-C) during article-03.txt")

@@ -7,14 +7,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::precis::{finish, names_in, Precis, Run};
+use support::precis::{interrupt_when, names_in, Precis, Run};
 use support::tiny_marian::{greedy_translate_args, Fixture, ARTICLE, WORDS};
 
 const INPUT: i32 = 3;
@@ -283,35 +281,12 @@ fn the_result_replaces_the_target_by_a_rename() {
 /// Starts `precis` with `args`, sends it SIGINT once it prints its first progress line (the
 /// translation is under way), and waits for it to end.
 fn interrupt_after_progress(precis: &Precis, args: &[&str]) -> Run {
-    let mut child = precis.spawn(args);
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            let _ = lines_tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(300))
-            .expect("a progress line");
-        if line.contains("translating paragraph") && line.ends_with("%)") {
-            break;
-        }
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut run = finish(child);
-    run.stderr = reader.join().unwrap();
-    run
+    interrupt_when(
+        precis,
+        args,
+        |line| line.contains("translating paragraph") && line.ends_with("%)"),
+        Duration::ZERO,
+    )
 }
 
 /// A stopped run: exit code 130, said on stderr, before the end of the article, and nothing

@@ -160,6 +160,47 @@ impl Precis {
     }
 }
 
+/// Starts `precis` with `args`, sends it SIGINT (Ctrl-C) once a line of its stderr satisfies
+/// `ready` and `delay` has passed, and waits for it to end; the run's stderr is all of it.
+pub fn interrupt_when(
+    precis: &Precis,
+    args: &[&str],
+    ready: impl Fn(&str) -> bool,
+    delay: std::time::Duration,
+) -> Run {
+    use std::io::{BufRead, BufReader};
+    let mut child = precis.spawn(args);
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the awaited stderr line");
+        if ready(&line) {
+            break;
+        }
+    }
+    std::thread::sleep(delay);
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut run = finish(child);
+    run.stderr = reader.join().unwrap();
+    run
+}
+
 /// Waits for a child started by [`Precis::spawn`].
 pub fn finish(child: Child) -> Run {
     let output = child.wait_with_output().expect("wait for precis");
