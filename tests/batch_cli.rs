@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::precis::{finish, interrupt_when, Run};
-use support::tiny_marian::{Fixture, ID};
+use support::tiny_marian::{Fixture, GREEDY_TINY_MARIAN, ID};
 
 const PARTIAL_FAILURE: i32 = 8;
 
@@ -44,17 +44,9 @@ impl Batch {
 
     /// `precis batch` with the tiny model, greedy, key sentences only, then `args`.
     fn args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut all = vec![
-            "--offline",
-            "batch",
-            "--translator",
-            "marian",
-            "--translation-model",
-            ID,
-            "--beams",
-            "1",
-            "--no-abstractive",
-        ];
+        let mut all = vec!["--offline", "batch"];
+        all.extend(GREEDY_TINY_MARIAN);
+        all.push("--no-abstractive");
         all.extend_from_slice(args);
         all
     }

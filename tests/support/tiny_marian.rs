@@ -19,18 +19,21 @@ pub const COMMIT: &str = "4444444444444444444444444444444444444444";
 /// fetching gigabytes.
 pub const NO_LLM: &str = "absent-llm";
 
+/// The flags that make precis translate with the tiny Marian model, greedy (one beam).
+pub const GREEDY_TINY_MARIAN: [&str; 6] = [
+    "--translator",
+    "marian",
+    "--translation-model",
+    ID,
+    "--beams",
+    "1",
+];
+
 /// `precis translate` of `input` with the tiny Marian model, greedy (one beam), then `extra`.
 pub fn greedy_translate_args<'a>(input: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "translate",
-        "--translator",
-        "marian",
-        "--translation-model",
-        ID,
-        "--beams",
-        "1",
-        input,
-    ];
+    let mut args = vec!["translate"];
+    args.extend(GREEDY_TINY_MARIAN);
+    args.push(input);
     args.extend_from_slice(extra);
     args
 }
