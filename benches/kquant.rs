@@ -6,7 +6,7 @@
 //! 1.5B model's FFN (rows of 1536 values); a 1 MiB one, which stays in the caches, gives the
 //! kernels' own cost.
 
-use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, QK_K};
+use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, RowMode, QK_K};
 use precis::infer::kernels::testing::pseudo_random_bytes;
 use std::time::Instant;
 
@@ -66,7 +66,7 @@ fn prompt_product(format: KQuant) {
     let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
     let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
     let best = best_seconds(3, || {
-        std::hint::black_box(gemm(&matrix, &x, m));
+        std::hint::black_box(gemm(&matrix, &x, m, RowMode::Fastest));
     });
     let block_products = (rows * cols / QK_K * m) as f64;
     println!(
@@ -85,7 +85,7 @@ fn in_cache_product(format: KQuant) {
     let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
     let best = best_seconds(2000, || {
-        std::hint::black_box(gemm(&matrix, &x, 1));
+        std::hint::black_box(gemm(&matrix, &x, 1, RowMode::Fastest));
     });
     let per_block = best / (rows * cols / QK_K) as f64 * rayon::current_num_threads() as f64;
     println!(
@@ -108,9 +108,9 @@ fn main() {
         let bytes = blocks(format, rows, cols);
         let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
-        gemm(&matrix, &x, 1);
+        gemm(&matrix, &x, 1, RowMode::Fastest);
         let best = best_seconds(10, || {
-            std::hint::black_box(gemm(&matrix, &x, 1));
+            std::hint::black_box(gemm(&matrix, &x, 1, RowMode::Fastest));
         });
         println!(
             "{format:?} gemv {rows}x{cols}, {threads} threads: {:.1} GB/s of weights (best of 10, {:.1} ms); \
@@ -124,7 +124,7 @@ fn main() {
         for m in [2, 4, 8] {
             let xs: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
             let best_m = best_seconds(5, || {
-                std::hint::black_box(gemm(&matrix, &xs, m));
+                std::hint::black_box(gemm(&matrix, &xs, m, RowMode::Fastest));
             });
             println!(
                 "{format:?} {m} rows at once: {:.1} ms, {:.2}x one row (best of 5)",

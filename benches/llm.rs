@@ -3,18 +3,22 @@
 //! request file, same fields).
 //!
 //! ```text
-//! cargo bench --bench llm -- --model FILE.gguf --requests requests.json [--threads N] [--max-tokens N] [--no-lookup]
+//! cargo bench --bench llm -- --model FILE.gguf --requests requests.json [--threads N] [--max-tokens N] [--no-lookup] [--batch N]
 //! ```
 //!
 //! `--no-lookup` turns prompt-lookup drafting off (one token per forward pass, as llama.cpp's
-//! plain loop); the text is the same either way.
+//! plain loop); the text is the same either way. `--batch N` decodes up to N requests together
+//! (`LlmEngine::generate_batch`; the replies are the same as one at a time): the totals then
+//! hold the wall time of the whole set (`wall_ms`) and the aggregate generated tokens/s over
+//! it, and each request's times are its own prompt pass and the span of its decoding, which
+//! overlaps the others'.
 //!
 //! Each request is `{"name", "messages": [{"role", "content"}], "max_tokens"}`; decoding is
 //! greedy with no repetition guard (llama_run.py turns llama.cpp's penalties off too), and
 //! every request starts from an empty KV cache.
 
 use candle_core::Device;
-use precis::engines::{self, ChatMessage, GenerateOptions, LlmEngine};
+use precis::engines::{self, ChatMessage, ChatRequest, GenerateOptions, LlmEngine};
 use precis::load::ModelFiles;
 use precis::tokenize::Role;
 use serde_json::{json, Value};
@@ -51,6 +55,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut model, mut requests, mut threads, mut max_tokens) = (None, None, None, None);
     let mut lookup = GenerateOptions::default().lookup;
+    let mut batch = 1;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--model" => model = args.next(),
@@ -58,13 +63,19 @@ fn main() {
             "--threads" => threads = args.next().and_then(|t| t.parse::<NonZeroUsize>().ok()),
             "--max-tokens" => max_tokens = args.next().and_then(|t| t.parse::<usize>().ok()),
             "--no-lookup" => lookup = None,
+            "--batch" => {
+                batch = args
+                    .next()
+                    .and_then(|t| t.parse::<usize>().ok())
+                    .expect("--batch N")
+            }
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let (Some(model), Some(requests)) = (model, requests) else {
-        eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N] [--no-lookup]");
+        eprintln!("usage: cargo bench --bench llm -- --model FILE.gguf --requests FILE [--threads N] [--max-tokens N] [--no-lookup] [--batch N]");
         std::process::exit(2);
     };
     engines::configure_process(threads);
@@ -77,22 +88,45 @@ fn main() {
         LlmEngine::load(&ModelFiles::single("qwen", model.as_ref()), &Device::Cpu).expect("model");
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
 
-    let mut results = Vec::new();
-    let (mut prompt_tokens, mut generated_tokens, mut prompt_ms, mut generate_ms) =
-        (0, 0, 0.0, 0.0);
-    for request in &requests {
-        let opts = GenerateOptions {
+    let options: Vec<GenerateOptions> = requests
+        .iter()
+        .map(|request| GenerateOptions {
             max_new_tokens: max_tokens
                 .or(request["max_tokens"].as_u64().map(|n| n as usize))
                 .unwrap_or(256),
             repetition: None,
             lookup,
             ..GenerateOptions::default()
-        };
-        let wall = Instant::now();
-        let out = engine
-            .generate(&messages(request), &opts, |_| ControlFlow::Continue(()))
+        })
+        .collect();
+    let conversations: Vec<Vec<ChatMessage>> = requests.iter().map(messages).collect();
+    let chats: Vec<ChatRequest<'_>> = conversations
+        .iter()
+        .zip(&options)
+        .map(|(messages, opts)| ChatRequest { messages, opts })
+        .collect();
+    let wall = Instant::now();
+    let mut replies = Vec::new();
+    if batch > 1 {
+        replies = engine
+            .generate_batch(&chats, batch, |_, _| ControlFlow::Continue(()))
             .expect("generation");
+    } else {
+        // One at a time, as before batching: each request's wall time is its own.
+        for chat in &chats {
+            replies.push(
+                engine
+                    .generate(chat.messages, chat.opts, |_| ControlFlow::Continue(()))
+                    .expect("generation"),
+            );
+        }
+    }
+    let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+
+    let mut results = Vec::new();
+    let (mut prompt_tokens, mut generated_tokens, mut prompt_ms, mut generate_ms) =
+        (0, 0, 0.0, 0.0);
+    for (request, out) in requests.iter().zip(&replies) {
         let s = &out.stats;
         let (p_ms, g_ms) = (
             s.prompt_time.as_secs_f64() * 1e3,
@@ -109,7 +143,6 @@ fn main() {
             "stop_reason": format!("{:?}", out.stop),
             "prompt_ms": p_ms,
             "generate_ms": g_ms,
-            "wall_ms": wall.elapsed().as_secs_f64() * 1e3,
             "prompt_tokens_per_s": s.prompt_tokens_per_s(),
             "generated_tokens_per_s": s.generation_tokens_per_s(),
             "generation_passes": s.generation_passes,
@@ -118,15 +151,24 @@ fn main() {
             "text": out.text,
         }));
     }
+    // Decoding time of the set: with batching, the wall time less the prompt passes (which
+    // run one at a time); one at a time, the sum of the requests' decoding.
+    if batch > 1 {
+        generate_ms = wall_ms - prompt_ms;
+    }
     let report = json!({
         "engine": "precis",
         "prompt_lookup": lookup.is_some(),
+        "batch": batch,
+        "kv_cache_mib": engine.cache_bytes() as f64 / (1 << 20) as f64,
         "threads": engines::cpu_threads(),
         "load_ms": load_ms,
         "requests": results,
         "totals": {
             "prompt_tokens": prompt_tokens,
             "generated_tokens": generated_tokens,
+            "wall_ms": wall_ms,
+            "generated_tokens_per_wall_s": generated_tokens as f64 / (wall_ms / 1e3),
             "prompt_ms": prompt_ms,
             "generate_ms": generate_ms,
             "prompt_tokens_per_s": prompt_tokens as f64 / (prompt_ms / 1e3),

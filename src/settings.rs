@@ -62,6 +62,7 @@ pub fn article_job(job: Job, args: JobArgs) -> anyhow::Result<ArticleJob> {
         translation_model: args.translation_model,
         model: args.model,
         beams: args.beams.map(|b| b.get()),
+        batch: args.batch,
         max_tokens: args.max_tokens,
         sentences: args.summary.sentences,
         summary_form: SummaryForm {

@@ -83,13 +83,57 @@ pub struct Generation {
     pub tokenize_time: std::time::Duration,
 }
 
+/// One request of [`LlmEngine::generate_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub messages: &'a [ChatMessage],
+    pub opts: &'a GenerateOptions,
+}
+
+/// The constraints a request's options ask for, built over the tokenizer.
+struct Constraints<'t> {
+    facts: Option<KeepsToFacts<'t>>,
+    fresh_wording: Option<AvoidsCopying<'t>>,
+    own_sentences: Option<AvoidsNearCopy<'t>>,
+}
+
+impl<'t> Constraints<'t> {
+    fn new(tokenizer: &'t GgufTokenizer, opts: &'t GenerateOptions) -> Self {
+        Self {
+            facts: opts
+                .facts
+                .as_ref()
+                .map(|rules| KeepsToFacts::new(tokenizer, rules)),
+            fresh_wording: opts
+                .avoid_copying
+                .as_ref()
+                .map(|runs| AvoidsCopying::new(tokenizer, runs)),
+            own_sentences: opts
+                .avoid_near_copy
+                .as_ref()
+                .map(|rule| AvoidsNearCopy::new(tokenizer, rule)),
+        }
+    }
+
+    fn all(&self) -> Vec<&dyn TokenConstraint> {
+        let facts = self.facts.iter().map(|c| c as &dyn TokenConstraint);
+        let fresh = self.fresh_wording.iter().map(|c| c as &dyn TokenConstraint);
+        let own = self.own_sentences.iter().map(|c| c as &dyn TokenConstraint);
+        facts.chain(fresh).chain(own).collect()
+    }
+}
+
 pub struct LlmEngine {
     path: PathBuf,
     tokenizer: GgufTokenizer,
     template: ChatTemplate,
     model: Qwen2,
     stop_tokens: Vec<u32>,
+    batch_width: usize,
 }
+
+/// Sequences decoded together unless told otherwise (`--batch`): see docs/performance.md.
+pub const DEFAULT_BATCH_WIDTH: usize = 4;
 
 impl LlmEngine {
     /// Opens the model's Qwen2 GGUF file and reads its tokenizer, chat template and weights.
@@ -138,6 +182,7 @@ impl LlmEngine {
             template,
             model,
             stop_tokens,
+            batch_width: DEFAULT_BATCH_WIDTH,
         })
     }
 
@@ -156,67 +201,111 @@ impl LlmEngine {
         opts: &GenerateOptions,
         mut on_token: impl FnMut(&TokenEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Generation, EngineError> {
-        let started = std::time::Instant::now();
-        let mut prompt = self.encode_chat(messages)?;
-        let reply_start = opts.reply_start.as_deref().unwrap_or_default();
-        prompt.extend(
-            self.tokenizer
-                .encode_text(reply_start)
-                .map_err(EngineError::Prompt)?,
-        );
-        let tokenize_time = started.elapsed();
-        let decode_opts = DecodeOptions {
-            max_new_tokens: opts.max_new_tokens,
-            stop_tokens: self.stop_tokens.clone(),
-            repetition: opts.repetition,
-            lookup: opts.lookup,
-        };
-        let mut stream = Utf8Stream::new();
-        let mut text = reply_start.to_string();
+        let request = ChatRequest { messages, opts };
+        let mut replies = self.generate_batch(&[request], 1, |_, event| on_token(event))?;
+        Ok(replies.remove(0))
+    }
+
+    /// The replies to several requests, up to `width` of them decoded together (one pass over
+    /// the weights per step for all); each reply is exactly the one [`generate`](Self::generate)
+    /// gives, and the one it gives when the requests are made one after another.
+    /// `on_token` gets each token with its request's index.
+    pub fn generate_batch(
+        &mut self,
+        requests: &[ChatRequest<'_>],
+        width: usize,
+        mut on_token: impl FnMut(usize, &TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>, EngineError> {
         let tokenizer = &self.tokenizer;
-        let facts = opts
-            .facts
-            .as_ref()
-            .map(|rules| KeepsToFacts::new(tokenizer, rules));
-        let fresh_wording = opts
-            .avoid_copying
-            .as_ref()
-            .map(|runs| AvoidsCopying::new(tokenizer, runs));
-        let own_sentences = opts
-            .avoid_near_copy
-            .as_ref()
-            .map(|rule| AvoidsNearCopy::new(tokenizer, rule));
-        let constraints: Vec<&dyn TokenConstraint> = facts
+        let mut prompts = Vec::with_capacity(requests.len());
+        for request in requests {
+            let started = std::time::Instant::now();
+            let mut prompt = self
+                .template
+                .encode(tokenizer, request.messages, true)
+                .map_err(EngineError::Prompt)?;
+            let reply_start = request.opts.reply_start.as_deref().unwrap_or_default();
+            prompt.extend(
+                tokenizer
+                    .encode_text(reply_start)
+                    .map_err(EngineError::Prompt)?,
+            );
+            prompts.push((prompt, started.elapsed()));
+        }
+        let decode_opts: Vec<DecodeOptions> = requests
             .iter()
-            .map(|c| c as &dyn TokenConstraint)
-            .chain(fresh_wording.iter().map(|c| c as &dyn TokenConstraint))
-            .chain(own_sentences.iter().map(|c| c as &dyn TokenConstraint))
+            .map(|r| DecodeOptions {
+                max_new_tokens: r.opts.max_new_tokens,
+                stop_tokens: self.stop_tokens.clone(),
+                repetition: r.opts.repetition,
+                lookup: r.opts.lookup,
+            })
             .collect();
-        let decoded = decode::constrained(
-            &mut self.model,
-            &prompt,
-            &decode_opts,
-            (!constraints.is_empty()).then_some(&constraints as &dyn TokenConstraint),
-            |step| {
-                let piece = stream.push(tokenizer.text_piece(step.token));
-                text.push_str(&piece);
-                on_token(&TokenEvent {
+        let rules: Vec<Constraints<'_>> = requests
+            .iter()
+            .map(|r| Constraints::new(tokenizer, r.opts))
+            .collect();
+        let constraints: Vec<Vec<&dyn TokenConstraint>> =
+            rules.iter().map(Constraints::all).collect();
+        let batch: Vec<decode::Request<'_>> = prompts
+            .iter()
+            .zip(&decode_opts)
+            .zip(&constraints)
+            .map(|(((prompt, _), opts), constraints)| decode::Request {
+                prompt,
+                opts,
+                constraint: (!constraints.is_empty())
+                    .then_some(constraints as &dyn TokenConstraint),
+            })
+            .collect();
+        let mut streams: Vec<Utf8Stream> = requests.iter().map(|_| Utf8Stream::new()).collect();
+        let mut texts: Vec<String> = requests
+            .iter()
+            .map(|r| r.opts.reply_start.clone().unwrap_or_default())
+            .collect();
+        let decoded = decode::batch(&mut self.model, &batch, width, |index, step| {
+            let piece = streams[index].push(tokenizer.text_piece(step.token));
+            texts[index].push_str(&piece);
+            on_token(
+                index,
+                &TokenEvent {
                     index: step.index,
                     token: step.token,
                     text: &piece,
                     logits: step.logits,
-                })
-            },
-        )
-        .map_err(EngineError::Generate)?;
-        Ok(Generation {
-            text,
-            tokens: decoded.tokens,
-            prompt_ids: prompt,
-            stop: decoded.stop,
-            stats: decoded.stats,
-            tokenize_time,
+                },
+            )
         })
+        .map_err(EngineError::Generate)?;
+        Ok(decoded
+            .into_iter()
+            .zip(texts)
+            .zip(prompts)
+            .map(
+                |((decoded, text), (prompt_ids, tokenize_time))| Generation {
+                    text,
+                    tokens: decoded.tokens,
+                    prompt_ids,
+                    stop: decoded.stop,
+                    stats: decoded.stats,
+                    tokenize_time,
+                },
+            )
+            .collect())
+    }
+
+    /// How many requests [`generate_batch`](Self::generate_batch)'s callers decode together.
+    pub fn batch_width(&self) -> usize {
+        self.batch_width
+    }
+
+    pub fn set_batch_width(&mut self, width: std::num::NonZeroUsize) {
+        self.batch_width = width.get();
+    }
+
+    /// Bytes held by the KV caches of the sequences decoded so far.
+    pub fn cache_bytes(&self) -> usize {
+        self.model.cache_bytes()
     }
 
     pub fn tokenizer(&self) -> &GgufTokenizer {

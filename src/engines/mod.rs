@@ -11,7 +11,7 @@ pub mod tasks;
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
 pub use crate::tokenize::{ChatMessage, Role};
 pub use embedder::{EmbedError, Embedder};
-pub use llm::{GenerateOptions, Generation, LlmEngine, TokenEvent};
+pub use llm::{ChatRequest, GenerateOptions, Generation, LlmEngine, TokenEvent};
 pub use marian::{MarianEngine, MarianTranslator};
 
 use crate::infer::InferError;

@@ -1,14 +1,17 @@
 //! The jobs precis gives a model: translate a chunk of French, summarise an English article.
 //! Prompts live here, next to the engines that run them.
 
-use std::{ops::ControlFlow, time::Duration};
+use std::{
+    ops::ControlFlow,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 
 use super::{
     constraint::FactRules,
     copy_guard::{NearCopyRule, SourceRuns},
-    ChatMessage, EngineError, GenerateOptions, LlmEngine, StopReason,
+    ChatMessage, ChatRequest, EngineError, GenerateOptions, LlmEngine, StopReason,
 };
 
 /// Progress of one model request, for progress bars.
@@ -85,6 +88,21 @@ pub trait Translator {
         _on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Option<Output>, EngineError> {
         Ok(None)
+    }
+    /// Translates several texts that do not depend on each other, each with its guidance,
+    /// together where the engine decodes requests together; `None` from a translator that
+    /// takes no guidance. Each translation is the one [`translate_guided`] gives alone.
+    ///
+    /// [`translate_guided`]: Self::translate_guided
+    fn translate_guided_together(
+        &mut self,
+        items: &[(&str, Guidance)],
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Option<Vec<Output>>, EngineError> {
+        items
+            .iter()
+            .map(|(french, guidance)| self.translate_guided(french, guidance, on_token))
+            .collect()
     }
 }
 
@@ -351,48 +369,70 @@ impl Translator for LlmTranslator<'_> {
     ) -> Result<Option<Output>, EngineError> {
         self.request(french, guidance, on_token).map(Some)
     }
+
+    fn translate_guided_together(
+        &mut self,
+        items: &[(&str, Guidance)],
+        on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+    ) -> Result<Option<Vec<Output>>, EngineError> {
+        let requests = items
+            .iter()
+            .map(|(french, guidance)| self.prepare(french, guidance))
+            .collect::<Result<Vec<_>, _>>()?;
+        run_together(self.engine, &requests, on_token).map(Some)
+    }
 }
 
 impl LlmTranslator<'_> {
+    fn prepare(&self, french: &str, guidance: &Guidance) -> Result<Prepared, EngineError> {
+        // English takes fewer tokens than French; twice the source leaves room for any
+        // faithful translation and still ends a runaway generation.
+        let budget = 2 * self.count_tokens(french)? + 32;
+        Ok(Prepared {
+            messages: translation_messages(french, &guidance.hints, &guidance.context),
+            options: GenerateOptions {
+                max_new_tokens: budget.min(self.max_new_tokens),
+                facts: guidance.facts.clone(),
+                reply_start: guidance.reply_start.clone(),
+                ..GenerateOptions::default()
+            },
+        })
+    }
+
     fn request(
         &mut self,
         french: &str,
         guidance: &Guidance,
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<Output, EngineError> {
-        // English takes fewer tokens than French; twice the source leaves room for any
-        // faithful translation and still ends a runaway generation.
-        let budget = 2 * self.count_tokens(french)? + 32;
-        let options = GenerateOptions {
-            max_new_tokens: budget.min(self.max_new_tokens),
-            facts: guidance.facts.clone(),
-            reply_start: guidance.reply_start.clone(),
-            ..GenerateOptions::default()
-        };
-        let messages = translation_messages(french, &guidance.hints, &guidance.context);
-        run(self.engine, &messages, &options, on_token)
+        let request = self.prepare(french, guidance)?;
+        let mut outputs = run_together(self.engine, &[request], on_token)?;
+        Ok(outputs.remove(0))
     }
 }
 
-/// Writes a summary paragraph of an English article in `style`, repeating no run of
+/// A model request ready to run: its messages and how to decode the reply. Requests that do
+/// not depend on each other's replies run together ([`run_together`]).
+pub struct Prepared {
+    pub messages: Vec<ChatMessage>,
+    pub options: GenerateOptions,
+}
+
+/// A summary paragraph of an English article in `style`, repeating no run of
 /// `copy_run_words` of its words.
 pub fn summarize(
-    engine: &mut LlmEngine,
     english_article: &str,
     style: SummaryStyle,
     form: &SummaryForm,
     copy_run_words: usize,
     max_new_tokens: usize,
-    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
-) -> Result<Output, EngineError> {
+) -> Prepared {
     summary_request(
-        engine,
         english_article,
         &style.instruction(form),
         copy_run_words,
         None,
         max_new_tokens,
-        on_token,
     )
 }
 
@@ -401,14 +441,12 @@ pub fn summarize(
 /// would start over: asked to mend one sentence of a paragraph, qwen2.5-coder-1.5b-instruct
 /// returned that sentence alone. How far it may follow the article's words is `rewording`.
 pub fn mend_summary_sentence(
-    engine: &mut LlmEngine,
     english_article: &str,
     sentence: &str,
     hints: &[String],
     rewording: Rewording<'_>,
     max_new_tokens: usize,
-    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
-) -> Result<Output, EngineError> {
+) -> Prepared {
     let instruction = format!(
         "Here is a sentence from a summary of the article above:\n\n{sentence}\n\nRewrite \
          this sentence, keeping its facts, so that {}. Reply with the sentence only.",
@@ -419,13 +457,11 @@ pub fn mend_summary_sentence(
         Rewording::Copied(rule) => (COPIED_SENTENCE_RUN_WORDS, Some(rule.clone())),
     };
     summary_request(
-        engine,
         english_article,
         &instruction,
         run_words,
         near_copy,
         max_new_tokens,
-        on_token,
     )
 }
 
@@ -442,71 +478,88 @@ pub enum Rewording<'a> {
 }
 
 /// Summarises one section of a long article (the map step).
-pub fn summarize_section(
-    engine: &mut LlmEngine,
-    section: &str,
-    max_new_tokens: usize,
-    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
-) -> Result<Output, EngineError> {
+pub fn summarize_section(section: &str, max_new_tokens: usize) -> Prepared {
     summary_request(
-        engine,
         section,
         SECTION_INSTRUCTION,
         SUMMARY_COPY_RUN_WORDS,
         None,
         max_new_tokens,
-        on_token,
     )
 }
 
 /// A summary request; its reply may not repeat the text's runs of `run_words` words
 /// ([`SourceRuns`]), nor nearly copy the sentences of `near_copy`.
 fn summary_request(
-    engine: &mut LlmEngine,
     text: &str,
     instruction: &str,
     run_words: usize,
     near_copy: Option<NearCopyRule>,
     max_new_tokens: usize,
-    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
-) -> Result<Output, EngineError> {
-    let options = GenerateOptions {
-        max_new_tokens,
-        avoid_copying: Some(SourceRuns::new(text, run_words)),
-        avoid_near_copy: near_copy,
-        ..GenerateOptions::default()
-    };
-    run(
-        engine,
-        &summary_messages(text, instruction),
-        &options,
-        on_token,
-    )
+) -> Prepared {
+    Prepared {
+        messages: summary_messages(text, instruction),
+        options: GenerateOptions {
+            max_new_tokens,
+            avoid_copying: Some(SourceRuns::new(text, run_words)),
+            avoid_near_copy: near_copy,
+            ..GenerateOptions::default()
+        },
+    }
 }
 
-fn run(
+/// Runs `requests`, as many at once as the engine decodes together
+/// ([`LlmEngine::batch_width`]); each reply is the one the request gets alone. The progress
+/// counts the tokens of all of them. Requests decoded together share their decoding time: each
+/// is given a part of it in proportion to its tokens, so that the run's generation rate counts
+/// that time once.
+pub fn run_together(
     engine: &mut LlmEngine,
-    messages: &[ChatMessage],
-    options: &GenerateOptions,
+    requests: &[Prepared],
     on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
-) -> Result<Output, EngineError> {
-    let generation = engine.generate(messages, options, |event| {
+) -> Result<Vec<Output>, EngineError> {
+    let chats: Vec<ChatRequest<'_>> = requests
+        .iter()
+        .map(|r| ChatRequest {
+            messages: &r.messages,
+            opts: &r.options,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut generated = 0;
+    let width = engine.batch_width();
+    let generations = engine.generate_batch(&chats, width, |_, event| {
+        generated += 1;
         on_token(TokenProgress {
-            generated: event.index + 1,
+            generated,
             text: event.text,
         })
     })?;
-    Ok(Output {
-        text: generation.text.trim().to_string(),
-        stop: generation.stop,
-        prompt_tokens: generation.stats.prompt_tokens,
-        generated_tokens: generation.stats.generated_tokens,
-        tokenize_time: generation.tokenize_time,
-        prompt_time: generation.stats.prompt_time,
-        generation_time: generation.stats.generation_time,
-        messages: messages.to_vec(),
-        max_new_tokens: options.max_new_tokens,
-    })
+    let prompt_time: Duration = generations.iter().map(|g| g.stats.prompt_time).sum();
+    let tokenize_time: Duration = generations.iter().map(|g| g.tokenize_time).sum();
+    let decoding = started
+        .elapsed()
+        .saturating_sub(prompt_time + tokenize_time);
+    let tokens: usize = generations.iter().map(|g| g.stats.generated_tokens).sum();
+    Ok(generations
+        .into_iter()
+        .zip(requests)
+        .map(|(generation, request)| Output {
+            text: generation.text.trim().to_string(),
+            stop: generation.stop,
+            prompt_tokens: generation.stats.prompt_tokens,
+            generated_tokens: generation.stats.generated_tokens,
+            tokenize_time: generation.tokenize_time,
+            prompt_time: generation.stats.prompt_time,
+            generation_time: if requests.len() == 1 {
+                generation.stats.generation_time
+            } else {
+                decoding.mul_f64(generation.stats.generated_tokens as f64 / tokens.max(1) as f64)
+            },
+            messages: request.messages.clone(),
+            max_new_tokens: request.options.max_new_tokens,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -6,30 +6,70 @@ use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-/// A causal language model that keeps its own KV cache.
+/// A causal language model that keeps its own KV cache, for one sequence or several (each in a
+/// slot of its own, numbered from 0).
 pub trait CausalLm {
-    /// Runs `tokens` at positions `position..position + tokens.len()` and returns the logits
-    /// (one per vocabulary entry) that predict the token after the last one. Position 0 starts
-    /// a new sequence; a later position continues the sequence cached up to it.
+    /// Runs `tokens` at positions `position..position + tokens.len()` of sequence 0 and returns
+    /// the logits (one per vocabulary entry) that predict the token after the last one.
+    /// Position 0 starts a new sequence; a later position continues the sequence cached up to
+    /// it.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError>;
 
     /// Runs `tokens` as [`forward`](Self::forward) does and returns the logits after each of
     /// them, every one equal bit for bit to what `forward` gives when the tokens are fed one
     /// at a time: what checking a speculative draft needs for the output to stay exactly the
-    /// greedy one. This default does exactly that; a model overrides it with one batched pass.
+    /// greedy one.
     fn forward_each(
         &mut self,
         tokens: &[u32],
         position: usize,
     ) -> Result<Vec<Vec<f32>>, InferError> {
-        (position..)
-            .zip(tokens)
-            .map(|(p, &token)| self.forward(&[token], p))
-            .collect()
+        let rows = SequenceRows {
+            slot: 0,
+            position,
+            tokens,
+        };
+        Ok(self.step(&[rows])?.remove(0))
     }
 
     /// The longest sequence (prompt and generated tokens) the model can attend over.
     fn context_length(&self) -> usize;
+
+    /// How many sequences the model can hold at once (slots `0..max_sequences()`).
+    fn max_sequences(&self) -> usize {
+        1
+    }
+
+    /// Starts the sequence in `slot` with `prompt` and returns the logits after its last token.
+    fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Vec<f32>, InferError> {
+        assert_eq!(slot, 0, "a model of one sequence");
+        self.forward(prompt, 0)
+    }
+
+    /// Continues several sequences (distinct slots) in one pass: for each, the logits after
+    /// each of its tokens, equal bit for bit to what feeding them one at a time to that
+    /// sequence alone gives. This default does exactly that, for a model of one sequence; a
+    /// model overrides it with one pass over the weights for all rows.
+    fn step(&mut self, rows: &[SequenceRows<'_>]) -> Result<Vec<Vec<Vec<f32>>>, InferError> {
+        rows.iter()
+            .map(|r| {
+                assert_eq!(r.slot, 0, "a model of one sequence");
+                (r.position..)
+                    .zip(r.tokens)
+                    .map(|(p, &token)| self.forward(&[token], p))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Tokens of one sequence in a [`CausalLm::step`]: they run at positions
+/// `position..position + tokens.len()` of the sequence in `slot`.
+#[derive(Debug, Clone, Copy)]
+pub struct SequenceRows<'a> {
+    pub slot: usize,
+    pub position: usize,
+    pub tokens: &'a [u32],
 }
 
 /// Stops generation when the output has fallen into a loop: when the last tokens are a block
@@ -246,126 +286,277 @@ pub fn constrained(
     constraint: Option<&dyn TokenConstraint>,
     mut on_step: impl FnMut(&Step<'_>) -> ControlFlow<()>,
 ) -> Result<Decoded, InferError> {
-    if prompt.is_empty() {
-        return Err(InferError::EmptyPrompt);
-    }
-    let context = model.context_length();
-    if prompt.len() >= context {
-        return Err(InferError::ContextOverflow {
-            tokens: prompt.len(),
-            context,
-        });
-    }
-    let max_new = opts.max_new_tokens.min(context - prompt.len());
-    let mut stats = DecodeStats {
-        prompt_tokens: prompt.len(),
-        ..DecodeStats::default()
+    let request = Request {
+        prompt,
+        opts,
+        constraint,
     };
-    let mut tokens = Vec::new();
-    if max_new == 0 {
-        return Ok(Decoded {
-            tokens,
-            stop: StopReason::MaxTokens,
+    let mut decoded = batch(model, &[request], 1, |_, step| on_step(step))?;
+    Ok(decoded.remove(0))
+}
+
+/// One request of a [`batch`]: a prompt and how to decode after it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub prompt: &'a [u32],
+    pub opts: &'a DecodeOptions,
+    pub constraint: Option<&'a dyn TokenConstraint>,
+}
+
+/// [`constrained`] decoding of several requests, up to `width` of them at a time in the
+/// model's sequence slots, their steps computed together ([`CausalLm::step`]): when one
+/// finishes, the next waiting one starts (continuous batching). Each request's tokens are
+/// exactly those it gets alone, and those it gets when the requests run one after another
+/// (`width` 1): its steps are computed row by row, and a prompt starts from the prefix it
+/// shares with the request started before it, as in a single cache. `on_step` gets each token
+/// with its request's index. The results are in the requests' order; a prompt that is empty or
+/// does not fit the context fails the whole call before any work.
+pub fn batch(
+    model: &mut impl CausalLm,
+    requests: &[Request<'_>],
+    width: usize,
+    mut on_step: impl FnMut(usize, &Step<'_>) -> ControlFlow<()>,
+) -> Result<Vec<Decoded>, InferError> {
+    let context = model.context_length();
+    for request in requests {
+        if request.prompt.is_empty() {
+            return Err(InferError::EmptyPrompt);
+        }
+        if request.prompt.len() >= context {
+            return Err(InferError::ContextOverflow {
+                tokens: request.prompt.len(),
+                context,
+            });
+        }
+    }
+    let width = width.min(model.max_sequences()).max(1);
+    let mut results: Vec<Option<Decoded>> = vec![None; requests.len()];
+    let mut waiting = requests.iter().enumerate();
+    let mut active: Vec<Active<'_>> = Vec::with_capacity(width);
+    loop {
+        // Start waiting requests while there is room, then take every active request to the
+        // point where it needs a pass (or to its end); a request that ends makes room.
+        loop {
+            while active.len() < width {
+                let Some((index, request)) = waiting.next() else {
+                    break;
+                };
+                let max_new = request
+                    .opts
+                    .max_new_tokens
+                    .min(context - request.prompt.len());
+                let stats = DecodeStats {
+                    prompt_tokens: request.prompt.len(),
+                    ..DecodeStats::default()
+                };
+                if max_new == 0 {
+                    results[index] = Some(Decoded {
+                        tokens: Vec::new(),
+                        stop: StopReason::MaxTokens,
+                        stats,
+                    });
+                    continue;
+                }
+                let slot = (0..width)
+                    .find(|slot| active.iter().all(|a| a.slot != *slot))
+                    .expect("a free slot");
+                let started = Instant::now();
+                let logits = model.start(slot, request.prompt)?;
+                active.push(Active::new(
+                    index, slot, request, max_new, stats, logits, started,
+                ));
+            }
+            let before = active.len();
+            let mut i = 0;
+            while i < active.len() {
+                let index = active[i].index;
+                match active[i].advance(&mut |step| on_step(index, step))? {
+                    Some(stop) => {
+                        let done = active.swap_remove(i);
+                        results[index] = Some(done.finish(stop));
+                    }
+                    None => i += 1,
+                }
+            }
+            if active.len() == before || waiting.len() == 0 {
+                break;
+            }
+        }
+        if active.is_empty() {
+            break;
+        }
+        let rows: Vec<SequenceRows<'_>> = active
+            .iter()
+            .map(|a| SequenceRows {
+                slot: a.slot,
+                position: a.sequence.len() - 1,
+                tokens: &a.rows,
+            })
+            .collect();
+        let logits = model.step(&rows)?;
+        for (a, logits) in active.iter_mut().zip(logits) {
+            a.receive(logits);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every request decoded"))
+        .collect())
+}
+
+/// A request being decoded.
+struct Active<'r> {
+    index: usize,
+    slot: usize,
+    request: &'r Request<'r>,
+    max_new: usize,
+    stats: DecodeStats,
+    /// Generated tokens.
+    tokens: Vec<u32>,
+    /// The prompt and the tokens generated so far, where drafts are looked up.
+    sequence: Vec<u32>,
+    /// Logits of the tokens still to emit, in order: one after a plain pass, those of the
+    /// confirmed draft tokens and of the token after them after a draft's check.
+    pending: VecDeque<Vec<f32>>,
+    /// Tokens of the next pass: the last generated token, then the draft, if any.
+    rows: Vec<u32>,
+    draft_len: usize,
+    generation_start: Instant,
+}
+
+impl<'r> Active<'r> {
+    fn new(
+        index: usize,
+        slot: usize,
+        request: &'r Request<'r>,
+        max_new: usize,
+        mut stats: DecodeStats,
+        logits: Vec<f32>,
+        started: Instant,
+    ) -> Self {
+        stats.prompt_time = started.elapsed();
+        Self {
+            index,
+            slot,
+            request,
+            max_new,
             stats,
-        });
+            tokens: Vec::new(),
+            sequence: request.prompt.to_vec(),
+            pending: VecDeque::from([logits]),
+            rows: Vec::new(),
+            draft_len: 1,
+            generation_start: Instant::now(),
+        }
     }
 
-    let start = Instant::now();
-    // Logits of the tokens still to emit, in order: one after a plain pass, those of the
-    // confirmed draft tokens and of the token after them after a draft's check.
-    let mut pending = VecDeque::from([model.forward(prompt, 0)?]);
-    stats.prompt_time = start.elapsed();
-    let generation_start = Instant::now();
-    // The prompt and the tokens generated so far, where drafts are looked up.
-    let mut sequence = prompt.to_vec();
-    let mut draft_len = 1;
-    let stop = loop {
-        let logits = pending.pop_front().expect("logits for the next token");
-        let Some(token) = choose(&logits, &tokens, constraint) else {
-            // A repair held to the source's numbers can write itself into a corner ("1,351"
-            // of 1,3517, with no digit left that fits): that request ends there, unfinished.
-            if constraint.is_some() && argmax(&logits).is_some() {
-                break StopReason::DeadEnd;
+    /// Emits the tokens whose logits are pending; returns why the request ended, or `None`
+    /// with the rows of its next pass in `rows`.
+    fn advance(
+        &mut self,
+        on_step: &mut dyn FnMut(&Step<'_>) -> ControlFlow<()>,
+    ) -> Result<Option<StopReason>, InferError> {
+        let (opts, constraint) = (self.request.opts, self.request.constraint);
+        while let Some(logits) = self.pending.pop_front() {
+            let Some(token) = choose(&logits, &self.tokens, constraint) else {
+                // A repair held to the source's numbers can write itself into a corner ("1,351"
+                // of 1,3517, with no digit left that fits): that request ends there, unfinished.
+                if constraint.is_some() && argmax(&logits).is_some() {
+                    return Ok(Some(StopReason::DeadEnd));
+                }
+                return Err(InferError::NoLogits);
+            };
+            self.tokens.push(token);
+            self.sequence.push(token);
+            let flow = on_step(&Step {
+                index: self.tokens.len() - 1,
+                token,
+                logits: &logits,
+            });
+            if opts.stop_tokens.contains(&token) {
+                return Ok(Some(StopReason::EndToken));
             }
-            return Err(InferError::NoLogits);
-        };
-        tokens.push(token);
-        sequence.push(token);
-        let flow = on_step(&Step {
-            index: tokens.len() - 1,
-            token,
-            logits: &logits,
-        });
-        if opts.stop_tokens.contains(&token) {
-            break StopReason::EndToken;
+            if flow.is_break() {
+                return Ok(Some(StopReason::Cancelled));
+            }
+            if opts
+                .repetition
+                .is_some_and(|g| g.detect(&self.tokens).is_some())
+            {
+                return Ok(Some(StopReason::Repetition));
+            }
+            if self.tokens.len() >= self.max_new {
+                return Ok(Some(StopReason::MaxTokens));
+            }
+            self.rows.clear();
         }
-        if flow.is_break() {
-            break StopReason::Cancelled;
-        }
-        if opts.repetition.is_some_and(|g| g.detect(&tokens).is_some()) {
-            break StopReason::Repetition;
-        }
-        if tokens.len() >= max_new {
-            break StopReason::MaxTokens;
-        }
-        if pending.is_empty() {
-            let position = sequence.len() - 1;
+        if self.rows.is_empty() {
             // A draft never reaches past the token budget: its last token's logits would not
             // be used.
-            let room = max_new - tokens.len() - 1;
+            let room = self.max_new - self.tokens.len() - 1;
+            let stats = &self.stats;
             let drafts_fail =
                 stats.draft_tokens >= 8 && 3 * stats.accepted_draft_tokens < stats.draft_tokens;
             let draft = match opts.lookup {
-                Some(lookup) if !drafts_fail => lookup.draft(&sequence),
+                Some(lookup) if !drafts_fail => lookup.draft(&self.sequence),
                 _ => &[],
             };
-            let draft = &draft[..draft.len().min(room).min(draft_len)];
-            stats.generation_passes += 1;
-            if draft.is_empty() {
-                pending.push_back(model.forward(&[token], position)?);
-                continue;
-            }
-            let checked = [&[token], draft].concat();
-            stats.draft_tokens += draft.len();
-            let mut held = 0;
-            // The tokens each draft position follows, for the constraint (none to copy
-            // without one: the argmax needs no context).
-            let mut context = match constraint {
-                Some(_) => tokens.clone(),
-                None => Vec::new(),
-            };
-            for (logits, proposed) in model
-                .forward_each(&checked, position)?
-                .into_iter()
-                .zip(draft.iter().map(Some).chain([None]))
-            {
-                let holds =
-                    proposed.is_some_and(|&p| choose(&logits, &context, constraint) == Some(p));
-                pending.push_back(logits);
-                if !holds {
-                    break;
-                }
-                if constraint.is_some() {
-                    context.extend(proposed);
-                }
-                held += 1;
-            }
-            stats.accepted_draft_tokens += held;
-            let max_draft = opts.lookup.map_or(1, |l| l.max_draft);
-            draft_len = if held == draft.len() {
-                (2 * draft_len).min(max_draft)
-            } else {
-                held.max(1)
-            };
+            let draft = &draft[..draft.len().min(room).min(self.draft_len)];
+            self.rows
+                .push(*self.sequence.last().expect("a generated token"));
+            self.rows.extend_from_slice(draft);
+            self.stats.generation_passes += 1;
+            self.stats.draft_tokens += draft.len();
         }
-    };
-    stats.generation_time = generation_start.elapsed();
-    stats.generated_tokens = tokens.len();
-    Ok(Decoded {
-        tokens,
-        stop,
-        stats,
-    })
+        Ok(None)
+    }
+
+    /// Takes the logits of the pass over `rows`: a draft's tokens hold as long as each is the
+    /// token the logits before it choose.
+    fn receive(&mut self, logits: Vec<Vec<f32>>) {
+        let constraint = self.request.constraint;
+        let draft = &self.rows[1..];
+        if draft.is_empty() {
+            self.pending.extend(logits);
+            return;
+        }
+        // The tokens each draft position follows, for the constraint (none to copy without
+        // one: the argmax needs no context).
+        let mut context = match constraint {
+            Some(_) => self.tokens.clone(),
+            None => Vec::new(),
+        };
+        let mut held = 0;
+        for (logits, proposed) in logits.into_iter().zip(draft.iter().map(Some).chain([None])) {
+            let holds = proposed.is_some_and(|&p| choose(&logits, &context, constraint) == Some(p));
+            self.pending.push_back(logits);
+            if !holds {
+                break;
+            }
+            if constraint.is_some() {
+                context.extend(proposed);
+            }
+            held += 1;
+        }
+        self.stats.accepted_draft_tokens += held;
+        let max_draft = self.request.opts.lookup.map_or(1, |l| l.max_draft);
+        self.draft_len = if held == draft.len() {
+            (2 * self.draft_len).min(max_draft)
+        } else {
+            held.max(1)
+        };
+    }
+
+    fn finish(self, stop: StopReason) -> Decoded {
+        let mut stats = self.stats;
+        stats.generation_time = self.generation_start.elapsed();
+        stats.generated_tokens = self.tokens.len();
+        Decoded {
+            tokens: self.tokens,
+            stop,
+            stats,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +583,131 @@ mod tests {
         fn allows(&self, generated: &[u32], _: u32) -> bool {
             generated.len() < self.0
         }
+    }
+
+    /// Predicts the next token from its sequence's tokens so far, one history per slot, and
+    /// counts the sequences of each step.
+    struct Sequences {
+        seen: Vec<Vec<u32>>,
+        widest_step: usize,
+    }
+
+    impl Sequences {
+        const END: u32 = 2;
+
+        fn new() -> Self {
+            Self {
+                seen: vec![Vec::new(); 4],
+                widest_step: 0,
+            }
+        }
+
+        /// Echoes the token five back, every third position a token of its own, and ends once
+        /// the sequence is longer than 12 plus its first token: drafts hold in places, and
+        /// lengths vary.
+        fn next(seen: &[u32]) -> u32 {
+            let n = seen.len();
+            if n > 12 + seen[0] as usize {
+                Self::END
+            } else if n.is_multiple_of(3) || n < 5 {
+                (seen[n - 1] * 7 + 1) % 20 + 3
+            } else {
+                seen[n - 5]
+            }
+        }
+
+        fn run(&mut self, slot: usize, tokens: &[u32], position: usize) -> Vec<f32> {
+            let seen = &mut self.seen[slot];
+            assert!(position <= seen.len(), "slot {slot} run out of order");
+            seen.truncate(position);
+            seen.extend_from_slice(tokens);
+            let mut logits = vec![0.0; 32];
+            logits[Self::next(seen) as usize] = 1.0;
+            logits
+        }
+    }
+
+    impl CausalLm for Sequences {
+        fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
+            Ok(self.run(0, tokens, position))
+        }
+
+        fn context_length(&self) -> usize {
+            64
+        }
+
+        fn max_sequences(&self) -> usize {
+            self.seen.len()
+        }
+
+        fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Vec<f32>, InferError> {
+            Ok(self.run(slot, prompt, 0))
+        }
+
+        fn step(&mut self, rows: &[SequenceRows<'_>]) -> Result<Vec<Vec<Vec<f32>>>, InferError> {
+            self.widest_step = self.widest_step.max(rows.len());
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (0..r.tokens.len())
+                        .map(|i| self.run(r.slot, &r.tokens[i..=i], r.position + i))
+                        .collect()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_each_request_what_it_gets_alone() {
+        let prompts: Vec<Vec<u32>> = (0..7u32).map(|i| vec![i % 5, 9, 4 + i, 7]).collect();
+        let with_lookup = DecodeOptions {
+            max_new_tokens: 30,
+            stop_tokens: vec![Sequences::END],
+            repetition: None,
+            lookup: Some(PromptLookup::default()),
+        };
+        let short = DecodeOptions {
+            max_new_tokens: 6,
+            lookup: None,
+            ..with_lookup.clone()
+        };
+        let upto = Upto(9);
+        let requests: Vec<Request<'_>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, prompt)| Request {
+                prompt,
+                opts: if i == 3 { &short } else { &with_lookup },
+                constraint: (i == 5).then_some(&upto as &dyn TokenConstraint),
+            })
+            .collect();
+        let mut streamed = vec![Vec::new(); requests.len()];
+        let mut model = Sequences::new();
+        let together = batch(&mut model, &requests, 3, |index, step| {
+            streamed[index].push(step.token);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(model.widest_step, 3);
+        for (i, request) in requests.iter().enumerate() {
+            let alone = constrained(
+                &mut Sequences::new(),
+                request.prompt,
+                request.opts,
+                request.constraint,
+                |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+            assert_eq!(together[i].tokens, alone.tokens, "request {i}");
+            assert_eq!(together[i].stop, alone.stop, "request {i}");
+            assert_eq!(streamed[i], alone.tokens, "request {i}");
+            let drafts = |d: &Decoded| (d.stats.draft_tokens, d.stats.accepted_draft_tokens);
+            assert_eq!(drafts(&together[i]), drafts(&alone), "request {i}");
+        }
+        let stops: Vec<StopReason> = together.iter().map(|d| d.stop).collect();
+        assert!(stops.contains(&StopReason::EndToken) && stops.contains(&StopReason::MaxTokens));
+        assert!(stops.contains(&StopReason::DeadEnd));
+        assert!(together.iter().any(|d| d.stats.accepted_draft_tokens > 0));
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub mod qwen2;
 mod team;
 
 pub use decode::{
-    CausalLm, DecodeOptions, DecodeStats, Decoded, PromptLookup, RepetitionGuard, Step, StopReason,
+    CausalLm, DecodeOptions, DecodeStats, Decoded, PromptLookup, RepetitionGuard, SequenceRows,
+    Step, StopReason,
 };
 pub use qwen2::{Qwen2, Qwen2Config};
 

@@ -2,6 +2,7 @@
 //! fidelity check, and the report of all of it with its timings. The commands parse, call
 //! [`run_article`] and render; nothing here prints.
 
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -46,6 +47,8 @@ pub struct ArticleJob {
     pub model: Option<String>,
     /// Marian's beam width; its generation config's when `None`.
     pub beams: Option<usize>,
+    /// Language-model requests decoded together; the engine's default when `None`.
+    pub batch: Option<NonZeroUsize>,
     /// The most tokens the language model may generate in one request.
     pub max_tokens: usize,
     /// Key sentences.
@@ -163,7 +166,11 @@ impl Engines {
         let llm_translates = matches!(translator, Some(Chosen::Llm));
         let llm_summarises = job.job != Job::Translate && job.abstractive;
         let generator = if llm_translates || llm_summarises {
-            Some(models.load_generator(job.model.as_deref(), progress)?)
+            let (mut engine, id) = models.load_generator(job.model.as_deref(), progress)?;
+            if let Some(width) = job.batch {
+                engine.set_batch_width(width);
+            }
+            Some((engine, id))
         } else {
             None
         };
@@ -302,9 +309,18 @@ impl Engines {
         let mut timings = report.timings.clone();
         timings.set_token_figures(report.requests());
         timings.total_ms = started.elapsed().as_millis() as u64;
+        if let Some((engine, _)) = &self.generator {
+            timings.batch = engine.batch_width();
+            timings.kv_cache_mib = mib(engine.cache_bytes());
+        }
         report.timings = timings;
         Ok(report)
     }
+}
+
+/// Bytes in MiB, to one decimal.
+fn mib(bytes: usize) -> f64 {
+    (bytes as f64 / f64::from(1 << 20) * 10.0).round() / 10.0
 }
 
 /// Runs work that checks for Ctrl-C itself (per token, per batch, per paragraph), so a Ctrl-C

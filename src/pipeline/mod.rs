@@ -153,6 +153,11 @@ pub struct Timings {
     /// passes (llama.cpp's "eval" rate).
     pub generated_tokens_per_s: f64,
     pub total_ms: u64,
+    /// Language-model requests decoded together at most (`--batch`); 0 without the model.
+    pub batch: usize,
+    /// Memory of the language model's KV caches after the article: one per sequence decoded
+    /// together, each kept for the prompt prefix the next request shares.
+    pub kv_cache_mib: f64,
 }
 
 impl Timings {

@@ -10,7 +10,7 @@ use super::{token_step, unless_interrupted, PipelineError, Progress};
 use crate::{
     engines::{
         copy_guard::NearCopyRule,
-        tasks::{self, Output, Rewording, SummaryForm, SummaryStyle, TokenProgress},
+        tasks::{self, Output, Prepared, Rewording, SummaryForm, SummaryStyle, TokenProgress},
         Embedder, EngineError, LlmEngine, StopReason,
     },
     fidelity::{self, Finding},
@@ -396,21 +396,23 @@ fn write_paragraph(
     let (route, text, sections) = match source {
         SummarySource::Whole(text) => (Route::Whole, text, Vec::new()),
         SummarySource::Sections(parts) => {
-            let mut sections = Vec::with_capacity(parts.len());
-            for part in &parts {
-                let request = unless_interrupted(tasks::summarize_section(
-                    engine,
-                    part,
-                    budget,
-                    &mut on_token,
-                )?)?;
-                let findings = fidelity::check_summary(part, &request.text);
-                sections.push(SectionSummary {
-                    text: request.text.clone(),
-                    findings: findings.iter().map(Finding::describe).collect(),
-                    request,
-                });
-            }
+            let requests: Vec<Prepared> = parts
+                .iter()
+                .map(|part| tasks::summarize_section(part, budget))
+                .collect();
+            let outputs = run_all(engine, &requests, &mut on_token)?;
+            let sections: Vec<SectionSummary> = parts
+                .iter()
+                .zip(outputs)
+                .map(|(part, request)| {
+                    let findings = fidelity::check_summary(part, &request.text);
+                    SectionSummary {
+                        text: request.text.clone(),
+                        findings: findings.iter().map(Finding::describe).collect(),
+                        request,
+                    }
+                })
+                .collect();
             let joined = sections
                 .iter()
                 .map(|s| s.text.as_str())
@@ -477,6 +479,18 @@ fn write_paragraph(
     Ok(abstractive)
 }
 
+/// Runs requests that do not depend on each other together; one cancelled stops the command.
+fn run_all(
+    engine: &mut LlmEngine,
+    requests: &[Prepared],
+    on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
+) -> Result<Vec<Output>, PipelineError> {
+    tasks::run_together(engine, requests, on_token)?
+        .into_iter()
+        .map(unless_interrupted)
+        .collect()
+}
+
 fn measured(candidates: &[Candidate]) -> Vec<Properties> {
     candidates.iter().map(|c| c.properties.clone()).collect()
 }
@@ -510,16 +524,14 @@ impl Round<'_, '_> {
         on_token: &mut dyn FnMut(TokenProgress<'_>) -> ControlFlow<()>,
     ) -> Result<(), PipelineError> {
         let first = self.candidates.len();
-        for style in SummaryStyle::ALL {
-            let request = unless_interrupted(tasks::summarize(
-                self.engine,
-                self.text,
-                style,
-                self.form,
-                copy_run_words,
-                self.budget,
-                on_token,
-            )?)?;
+        let requests: Vec<Prepared> = SummaryStyle::ALL
+            .iter()
+            .map(|&style| {
+                tasks::summarize(self.text, style, self.form, copy_run_words, self.budget)
+            })
+            .collect();
+        let outputs = run_all(self.engine, &requests, on_token)?;
+        for (style, request) in SummaryStyle::ALL.into_iter().zip(outputs) {
             let paragraph = paragraph_from_list(&request.text);
             let verdict = self
                 .article
@@ -567,15 +579,15 @@ impl Round<'_, '_> {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let mut requests = Vec::new();
         let mut hints = Vec::new();
         let article_sentences = NearCopyRule::new(&self.article.body(), NEAR_COPY);
+        let mut mended = Vec::new();
+        let mut prepared = Vec::new();
         for (index, sentence_hints) in flagged {
             let Some(sentence) = sentences.get(index) else {
                 continue;
             };
-            let request = unless_interrupted(tasks::mend_summary_sentence(
-                self.engine,
+            prepared.push(tasks::mend_summary_sentence(
                 self.text,
                 sentence,
                 &sentence_hints,
@@ -585,11 +597,13 @@ impl Round<'_, '_> {
                     Rewording::Runs(self.candidates[target].copy_run_words)
                 },
                 self.budget,
-                on_token,
-            )?)?;
-            sentences[index] = paragraph_from_list(&request.text);
-            requests.push(request);
+            ));
+            mended.push(index);
             hints.extend(sentence_hints);
+        }
+        let requests = run_all(self.engine, &prepared, on_token)?;
+        for (&index, request) in mended.iter().zip(&requests) {
+            sentences[index] = paragraph_from_list(&request.text);
         }
         let paragraph = sentences.join(" ");
         let complete = requests.iter().all(|r| r.stop == StopReason::EndToken);

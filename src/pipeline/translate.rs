@@ -298,25 +298,58 @@ impl Request<'_> {
         self.sentence_by_sentence(chunk)
     }
 
-    /// Each sentence of `text` in a request of its own, with the glossary's terms it holds.
-    /// Returns the joined text and the worst stop reason.
+    /// Each sentence of `text` in a request of its own, with the glossary's terms it holds;
+    /// the requests run together where the translator can. Returns the joined text and the
+    /// worst stop reason.
     fn sentence_by_sentence(&mut self, text: &str) -> Result<Output, PipelineError> {
-        let mut texts = Vec::new();
-        let mut last = None;
-        let mut stop = StopReason::EndToken;
-        for sentence in sentences(text).into_iter().filter(|s| !s.trim().is_empty()) {
-            let output = self.send(sentence, &self.glossary.hints(sentence))?;
-            if output.stop != StopReason::EndToken {
-                stop = output.stop;
+        let pieces: Vec<&str> = sentences(text)
+            .into_iter()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        let items: Vec<(&str, Guidance)> = pieces
+            .iter()
+            .map(|sentence| {
+                let guidance = Guidance {
+                    hints: self.glossary.hints(sentence),
+                    ..Guidance::in_context(self.context)
+                };
+                (sentence.trim(), guidance)
+            })
+            .collect();
+        let progress = &mut *self.progress;
+        let mut on_token = |p: TokenProgress<'_>| token_step(progress, p);
+        let outputs = match self
+            .translator
+            .translate_guided_together(&items, &mut on_token)?
+        {
+            Some(outputs) => {
+                let outputs = outputs
+                    .into_iter()
+                    .map(unless_interrupted)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.requests.extend(outputs.iter().cloned());
+                outputs
             }
-            texts.push(output.text.clone());
-            last = Some(output);
-        }
-        let last = last.expect("a chunk has a sentence with words");
+            None => pieces
+                .iter()
+                .map(|sentence| self.send(sentence, &self.glossary.hints(sentence)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let stop = outputs
+            .iter()
+            .map(|o| o.stop)
+            .rfind(|&stop| stop != StopReason::EndToken)
+            .unwrap_or(StopReason::EndToken);
+        let text = outputs
+            .iter()
+            .map(|o| o.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let last = outputs.last().expect("a chunk has a sentence with words");
         Ok(Output {
-            text: texts.join(" "),
+            text,
             stop,
-            ..last
+            ..last.clone()
         })
     }
 

@@ -6,6 +6,7 @@ use crate::infer::cpu;
 use crate::infer::kernels::attention::{
     add_weighted, block_scores_kernel, HEADS_PER_PASS, KEY_BLOCK,
 };
+use crate::infer::kernels::kquant::RowMode;
 use crate::infer::kernels::math::exp;
 use crate::infer::team::Team;
 use candle_core::{Device, Tensor};
@@ -90,61 +91,63 @@ pub(super) struct Attention {
     pub(super) n_head: usize,
     pub(super) n_kv_head: usize,
     pub(super) head_dim: usize,
-    pub(super) cache: KvCache,
 }
 
 impl Attention {
-    /// Drops cached positions from `position` on.
-    pub(super) fn truncate_cache(&mut self, position: usize) {
-        self.cache.truncate(position, self.head_dim);
-    }
-
-    /// A chunk of `seq` rows (plain values, `seq × hidden`), each query over the positions up
-    /// to its own, as decoding does: every step is per row, so a short chunk gives its tokens'
-    /// one-at-a-time results bit for bit.
+    /// Rows of one or more sequences (plain values, `rows × hidden`), each query over its own
+    /// sequence's positions up to its own, as decoding does. `groups` gives, in row order, each
+    /// sequence's cache (holding the positions before its first row) and its number of rows.
+    /// Every step is per row, so each row's result is the one it has when its tokens are fed
+    /// one at a time, alone.
     pub(super) fn forward_rows(
-        &mut self,
+        &self,
         x: &[f32],
-        seq: usize,
         rope: &Rope,
+        groups: &mut [(&mut KvCache, usize)],
     ) -> candle_core::Result<Vec<f32>> {
         let (hd, n_kv) = (self.head_dim, self.n_kv_head);
+        let seq = groups.iter().map(|(_, rows)| rows).sum();
         let [mut q, mut k, mut v]: [Vec<f32>; 3] =
-            QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
+            QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq, RowMode::Exact)?
                 .try_into()
                 .expect("three projections");
-        let cached = self.cache.positions(hd);
         let (q_width, kv_width) = (self.n_head * hd, n_kv * hd);
-        for i in 0..seq {
-            let q = &mut q[i * q_width..(i + 1) * q_width];
-            let k = &mut k[i * kv_width..(i + 1) * kv_width];
-            let v = &mut v[i * kv_width..(i + 1) * kv_width];
-            for (row, bias) in [
-                (&mut *q, &self.bq),
-                (&mut *k, &self.bk),
-                (&mut *v, &self.bv),
-            ] {
-                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-            }
-            rope.rotate(q, cached + i);
-            rope.rotate(k, cached + i);
-            self.cache.append_row(k, v, n_kv);
-        }
         let dims = (self.n_head, n_kv, hd);
-        let y: Vec<f32> = q
-            .chunks_exact(q_width)
-            .enumerate()
-            .flat_map(|(i, q)| decode_attention(q, &self.cache, cached + i + 1, dims))
-            .collect();
-        self.wo.rows(&y, seq)
+        let mut y = Vec::with_capacity(seq * q_width);
+        let mut row = 0;
+        for (cache, rows) in groups.iter_mut() {
+            let cached = cache.positions(hd);
+            for i in 0..*rows {
+                let q = &mut q[(row + i) * q_width..][..q_width];
+                let k = &mut k[(row + i) * kv_width..][..kv_width];
+                let v = &mut v[(row + i) * kv_width..][..kv_width];
+                for (row, bias) in [
+                    (&mut *q, &self.bq),
+                    (&mut *k, &self.bk),
+                    (&mut *v, &self.bv),
+                ] {
+                    row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                }
+                rope.rotate(q, cached + i);
+                rope.rotate(k, cached + i);
+                cache.append_row(k, v, n_kv);
+            }
+            for i in 0..*rows {
+                let q = &q[(row + i) * q_width..][..q_width];
+                y.extend(decode_attention(q, cache, cached + i + 1, dims));
+            }
+            row += *rows;
+        }
+        self.wo.rows(&y, seq, RowMode::Exact)
     }
 
-    /// A prompt chunk of `seq` rows, with whole-chunk products and attention.
+    /// A prompt chunk of `seq` rows of one sequence, with whole-chunk products and attention.
     pub(super) fn forward(
-        &mut self,
+        &self,
         x: &[f32],
         seq: usize,
         chunk: &PromptChunk,
+        cache: &mut KvCache,
     ) -> candle_core::Result<Vec<f32>> {
         let (b, (cos, sin), mask) = (1, (&chunk.cos, &chunk.sin), &chunk.mask);
         let (hd, n_kv) = (self.head_dim, self.n_kv_head);
@@ -156,16 +159,17 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let [q, k, v]: [Vec<f32>; 3] = QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq)?
-            .try_into()
-            .expect("three projections");
+        let [q, k, v]: [Vec<f32>; 3] =
+            QLinear::rows_many(&[&self.wq, &self.wk, &self.wv], x, seq, RowMode::Fastest)?
+                .try_into()
+                .expect("three projections");
         let q = heads(q, &self.bq, self.n_head)?;
         let k = heads(k, &self.bk, n_kv)?;
         let v = heads(v, &self.bv, n_kv)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        self.cache.append(&k, &v)?;
-        let [k, v] = self.cache.tensors(n_kv, hd, device)?;
+        cache.append(&k, &v)?;
+        let [k, v] = cache.tensors(n_kv, hd, device)?;
         let kv_len = k.dim(2)?;
 
         // Grouped-query attention without copying K and V per query head: the query heads
@@ -185,7 +189,7 @@ impl Attention {
             .reshape((b * seq, self.n_head * hd))?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        self.wo.rows(&y, seq)
+        self.wo.rows(&y, seq, RowMode::Fastest)
     }
 }
 

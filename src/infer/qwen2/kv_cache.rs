@@ -99,8 +99,26 @@ impl KvCache {
         }
     }
 
-    pub(super) fn clear(&mut self) {
-        *self = Self::default();
+    /// Replaces this cache by the first `positions` positions of `other`.
+    pub(super) fn copy_prefix(&mut self, other: &Self, positions: usize, hd: usize) {
+        let key_len = positions.div_ceil(KEY_BLOCK) * hd * KEY_BLOCK;
+        self.keys = other.keys.iter().map(|h| h[..key_len].to_vec()).collect();
+        self.values = other
+            .values
+            .iter()
+            .map(|h| h[..positions * hd].to_vec())
+            .collect();
+    }
+
+    /// Bytes allocated for keys and values.
+    pub(super) fn bytes(&self) -> usize {
+        let halves: usize = self
+            .keys
+            .iter()
+            .chain(&self.values)
+            .map(Vec::capacity)
+            .sum();
+        halves * std::mem::size_of::<f16>()
     }
 }
 

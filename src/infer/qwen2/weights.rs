@@ -2,7 +2,7 @@
 //! normalisation and the rotary position tables.
 
 use super::config::tensor_size;
-use crate::infer::kernels::kquant::{self, KQuant, KQuantMatrix};
+use crate::infer::kernels::kquant::{self, KQuant, KQuantMatrix, RowMode};
 use crate::infer::{cpu, InferError};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
@@ -107,17 +107,19 @@ impl QLinear {
     }
 
     /// `x W^T` for each of `linears` (which share `x`, `rows` rows long), row-major. With
-    /// k-quant kernels for every matrix, `x` is quantised once for all of them, and fewer rows
-    /// than `ROW_EXACT_BELOW` run every product in one parallel region and give each row
-    /// exactly its single-row result.
+    /// k-quant kernels for every matrix, `x` is quantised once for all of them; in
+    /// [`RowMode::Exact`] (and below `TILED_FROM_ROWS` rows) every product runs in one parallel
+    /// region and gives each row exactly its single-row result. candle's products (the other
+    /// formats) are row by row at any size.
     pub(super) fn rows_many(
         linears: &[&Self],
         x: &[f32],
         rows: usize,
+        mode: RowMode,
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         let matrices: Option<Vec<_>> = linears.iter().map(|l| l.matrix()).collect();
         if let Some(matrices) = matrices {
-            return Ok(kquant::gemm_many(&matrices, x, rows));
+            return Ok(kquant::gemm_many(&matrices, x, rows, mode));
         }
         let x = Tensor::from_slice(x, (rows, x.len() / rows), &Device::Cpu)?;
         linears
@@ -126,8 +128,13 @@ impl QLinear {
             .collect()
     }
 
-    pub(super) fn rows(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
-        Ok(Self::rows_many(&[self], x, rows)?.remove(0))
+    pub(super) fn rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        mode: RowMode,
+    ) -> candle_core::Result<Vec<f32>> {
+        Ok(Self::rows_many(&[self], x, rows, mode)?.remove(0))
     }
 }
 

@@ -138,12 +138,23 @@ const X_TILE_BYTES: usize = 256 << 10;
 /// single-row product bit for bit (a speculative draft's verification relies on it).
 pub const TILED_FROM_ROWS: usize = 16;
 
+/// How a product may treat its activation rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowMode {
+    /// Prompt-sized products may go through the tiled kernels (faster, other rounding).
+    Fastest,
+    /// Every row gives exactly its single-row product, however many rows there are: the rows
+    /// of a decoding step that carries several sequences, or a speculative draft.
+    Exact,
+}
+
 /// `X W^T` for each matrix, for `x` holding `m` rows of the matrices' common column count;
 /// each result is `m × matrix.rows`, row-major. The rows are quantised once for all matrices.
-/// Prompt-sized products go through the tiled AVX-512 VNNI kernels where the CPU has them;
-/// otherwise every matrix runs in one parallel region and row `i` of each result equals the
-/// one-row product of `x_i` bit for bit.
-pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+/// With [`RowMode::Fastest`], prompt-sized products (`TILED_FROM_ROWS` rows or more) go
+/// through the tiled AVX-512 VNNI kernels where the CPU has them; otherwise every matrix runs
+/// in one parallel region and row `i` of each result equals the one-row product of `x_i` bit
+/// for bit.
+pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize, mode: RowMode) -> Vec<Vec<f32>> {
     let Some(cols) = matrices.first().map(|matrix| matrix.cols) else {
         return Vec::new();
     };
@@ -152,7 +163,7 @@ pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>
     let xq = quantize_q8k(x);
     let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
     #[cfg(target_arch = "x86_64")]
-    if m >= TILED_FROM_ROWS {
+    if m >= TILED_FROM_ROWS && mode == RowMode::Fastest {
         if let Some(tiled) = tiles::gemm_many(matrices, &x_rows) {
             return tiled;
         }
@@ -161,8 +172,8 @@ pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>
 }
 
 /// [`gemm_many`] for one matrix.
-pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize) -> Vec<f32> {
-    gemm_many(&[*matrix], x, m).remove(0)
+pub fn gemm(matrix: &KQuantMatrix, x: &[f32], m: usize, mode: RowMode) -> Vec<f32> {
+    gemm_many(&[*matrix], x, m, mode).remove(0)
 }
 
 /// The portable product: each result through the decoding kernels, the weight rows of every
@@ -308,15 +319,19 @@ mod tests {
         let m6 = KQuantMatrix::new(KQuant::Q6K, rows, cols, &b6).unwrap();
         assert!(KQuantMatrix::new(KQuant::Q4K, rows, cols, &b4[1..]).is_none());
         let x = activations(cols, 4);
-        let out = gemm_many(&[m4, m6], &x, 1);
-        // Below the tiled path, every row of a product of 2 to 15 rows (one group of 8 and
-        // groups of 1 to 7) must equal the one-row result exactly, for both matrices at once.
-        for n in 2..TILED_FROM_ROWS {
+        let out = gemm_many(&[m4, m6], &x, 1, RowMode::Fastest);
+        // Below the tiled path, and at any size in the exact mode, every row of a product of
+        // several rows (groups of 8 and of 1 to 7) must equal the one-row result exactly, for
+        // both matrices at once.
+        let sizes = (2..TILED_FROM_ROWS)
+            .map(|n| (n, RowMode::Fastest))
+            .chain([16, 21, 40].map(|n| (n, RowMode::Exact)));
+        for (n, mode) in sizes {
             let xs = activations(cols * n, 5);
-            let products = gemm_many(&[m4, m6], &xs, n);
+            let products = gemm_many(&[m4, m6], &xs, n, mode);
             for (product, m) in products.iter().zip([m4, m6]) {
                 for (i, x) in xs.chunks_exact(cols).enumerate() {
-                    let single = gemm(&m, x, 1);
+                    let single = gemm(&m, x, 1, RowMode::Fastest);
                     assert_eq!(
                         &product[i * rows..(i + 1) * rows],
                         &single[..],
