@@ -3,7 +3,7 @@
 # count, run interleaved (precis, llama.cpp, precis, ...) so that both see the same machine.
 #
 #   scripts/bench.sh [--model ID] [--runs N] [--threads N] [--max-tokens N] [--article FILE]
-#                    [--out DIR] [--no-e2e]
+#                    [--out DIR] [--no-e2e] [--batch N] [--articles N]
 #
 # Needs: a release build of precis (built here), the model in the cache (`precis models fetch`),
 # gcc with OpenMP (memory bandwidth), and llama-cpp-python in the Python named by $LLAMA_PYTHON
@@ -17,7 +17,14 @@
 #   whether the greedy outputs are identical;
 # - the bound memory puts on generation: bandwidth / bytes of weights read per token;
 # - end to end: `precis run ARTICLE` wall time and peak RSS, translation and summary separately,
-#   and the same pipeline requests (`--save-requests`) replayed through llama.cpp.
+#   and the same pipeline requests (`--save-requests`) replayed through llama.cpp;
+# - batched decoding: the article's translation requests (from the end-to-end run) as one set,
+#   through precis decoding up to N of them together (`--batch N`, default 8), llama.cpp one
+#   after another, and llama.cpp with N parallel sequences (scripts/llama_run.py --parallel N),
+#   interleaved: aggregate generated tokens/s, wall time, peak RSS; `summary.json` has
+#   `ratio_batched_vs_llama_sequential` and `ratio_batched_vs_llama_batched` for this set.
+#   `--articles N` adds the translation requests of the first N newstest2014-fr articles as a
+#   second set (each article run once through `precis run` to save its requests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +35,8 @@ max_tokens=200
 article=examples/alaska-summit.fr.txt
 out=target/bench
 e2e=1
+batch=8
+articles=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model=$2; shift 2 ;;
@@ -37,7 +46,9 @@ while [ $# -gt 0 ]; do
         --article) article=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --no-e2e) e2e=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --batch) batch=$2; shift 2 ;;
+        --articles) articles=$2; shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -90,9 +101,60 @@ if [ "$e2e" = 1 ]; then
         --threads "$threads" > "$out/e2e-llama.json" 2> "$out/e2e-llama.log"
 fi
 
-python3 - "$out" "$runs" "$bandwidth" "$gguf" "$cpu" "$threads" "$e2e" <<'EOF'
+# The translation requests of request files (`--save-requests`), renamed with a prefix.
+translation_requests() {
+    python3 - "$@" <<'EOF'
+import json, sys
+prefix, files = sys.argv[1], sys.argv[2:]
+requests = []
+for path in files:
+    for r in json.load(open(path, encoding="utf-8")):
+        if r["messages"][0]["content"].startswith("You translate"):
+            r["name"] = f"{prefix}{len(requests)}"
+            requests.append(r)
+print(json.dumps(requests, ensure_ascii=False))
+EOF
+}
+
+sets=""
+if [ "$e2e" = 1 ]; then
+    translation_requests demo- "$out/e2e-requests.json" > "$out/batch-demo.json"
+    sets="demo"
+    if [ "$articles" -gt 0 ]; then
+        echo "== saving the requests of $articles newstest2014-fr articles"
+        mkdir -p "$out/articles"
+        python3 - "$articles" "$out/articles" <<'EOF'
+import json, pathlib, sys
+limit, folder = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+docs = pathlib.Path("../shared/eval/newstest2014-fr/newstest2014-fr.docs.jsonl").read_text(encoding="utf-8")
+for doc in [json.loads(line) for line in docs.splitlines()][:limit]:
+    (folder / f"{doc['docid']}.fr.txt").write_text("\n\n".join(doc["fr"]) + "\n", encoding="utf-8")
+EOF
+        for f in "$out"/articles/*.fr.txt; do
+            "$precis" --offline --quiet run "$f" --translator llm --no-abstractive --threads "$threads" \
+                --save-requests "${f%.fr.txt}.requests.json" > /dev/null
+        done
+        translation_requests articles- "$out"/articles/*.requests.json > "$out/batch-articles.json"
+        sets="demo articles"
+    fi
+    for set in $sets; do
+        echo "== batched decoding, $set set: $runs runs each, interleaved, up to $batch sequences"
+        for i in $(seq 1 "$runs"); do
+            "$replay" --model "$gguf" --requests "$out/batch-$set.json" --threads "$threads" \
+                --batch "$batch" > "$out/batch-$set-precis-$i.json"
+            "$python" scripts/llama_run.py --model "$gguf" --requests "$out/batch-$set.json" \
+                --threads "$threads" > "$out/batch-$set-llama-seq-$i.json" 2> "$out/batch-$set-llama-seq-$i.log"
+            "$python" scripts/llama_run.py --model "$gguf" --requests "$out/batch-$set.json" \
+                --threads "$threads" --parallel "$batch" > "$out/batch-$set-llama-par-$i.json" \
+                2> "$out/batch-$set-llama-par-$i.log"
+            echo "run $i done"
+        done
+    done
+fi
+
+python3 - "$out" "$runs" "$bandwidth" "$gguf" "$cpu" "$threads" "$e2e" "$batch" "$sets" <<'EOF'
 import json, os, statistics, sys
-out, runs, bandwidth, gguf, cpu, threads, e2e = sys.argv[1:]
+out, runs, bandwidth, gguf, cpu, threads, e2e, batch, sets = sys.argv[1:]
 runs, bandwidth, threads = int(runs), float(bandwidth), int(threads)
 load = lambda p: json.load(open(os.path.join(out, p)))
 precis = [load(f"precis-{i}.json") for i in range(1, runs + 1)]
@@ -160,6 +222,38 @@ if e2e == "1":
               f"| peak RSS (MiB) | {int(rss_kib) / 1024:.0f} | {load('e2e-llama.json')['peak_rss_mib']:.0f} |"]
     summary["e2e"] = {"precis_wall_s": float(wall), "precis_peak_rss_mib": int(rss_kib) / 1024,
                       "precis_timings": t, "llama_totals": l}
+for set_name in sets.split():
+    rows = {
+        f"precis, up to {batch} together": [load(f"batch-{set_name}-precis-{i}.json") for i in range(1, runs + 1)],
+        "llama.cpp, one after another": [load(f"batch-{set_name}-llama-seq-{i}.json") for i in range(1, runs + 1)],
+        f"llama.cpp, {batch} parallel sequences": [load(f"batch-{set_name}-llama-par-{i}.json") for i in range(1, runs + 1)],
+    }
+    requests = rows["llama.cpp, one after another"][0]["totals"]["requests"]
+    lines += ["", f"Batched decoding, {set_name} set: {requests} translation requests, {runs} interleaved runs each; "
+              "generated tokens/s = tokens after each request's first over the wall time less the prompt passes.", "",
+              "| engine | generated tokens/s | wall (s) | prompt tokens/s | generated tokens | peak RSS (MiB) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    medians = []
+    for name, reports in rows.items():
+        rate = [r["totals"]["generated_tokens_per_s"] for r in reports]
+        wall = [r["totals"]["wall_ms"] / 1e3 for r in reports]
+        prompt = [r["totals"]["prompt_tokens_per_s"] for r in reports]
+        rss = [r["peak_rss_mib"] for r in reports]
+        medians.append(statistics.median(rate))
+        lines.append(f"| {name} | {span(rate)} | {span(wall)} | {span(prompt)} | "
+                     f"{reports[0]['totals']['generated_tokens']} | {span(rss)} |")
+    precis_rate, seq_rate, par_rate = medians
+    ratios = {"ratio_batched_vs_llama_sequential": precis_rate / seq_rate,
+              "ratio_batched_vs_llama_batched": precis_rate / par_rate}
+    lines.append("")
+    lines.append(f"precis batched / llama.cpp one after another: {ratios['ratio_batched_vs_llama_sequential']:.2f}x; "
+                 f"/ llama.cpp batched: {ratios['ratio_batched_vs_llama_batched']:.2f}x (medians).")
+    summary.setdefault("batched", {})[set_name] = {
+        "batch": int(batch), "requests": requests,
+        "generated_tokens_per_s": {k: [r["totals"]["generated_tokens_per_s"] for r in v] for k, v in rows.items()},
+        **ratios}
+    if set_name == "demo":
+        summary.update(ratios)
 text = "\n".join(lines)
 print(text)
 open(os.path.join(out, "summary.md"), "w").write(text + "\n")

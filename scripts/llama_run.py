@@ -8,7 +8,7 @@ Usage:
     /work/venv-llama/bin/python scripts/llama_run.py \
         --model "$(precis models path qwen2.5-coder-0.5b-instruct)" \
         --requests requests.json [--threads 2] [--max-tokens N] [--n-ctx 4096] \
-        [--warmup] [--no-mmap] [--pretty]
+        [--warmup] [--no-mmap] [--pretty] [--parallel N]
 
 requests.json (use "-" to read it from stdin):
 
@@ -34,6 +34,14 @@ What it does:
   or ``max_tokens`` generated tokens.
 * ``--max-tokens N`` overrides every request's ``max_tokens``; requests without
   one default to 256.  max_tokens is clamped so prompt + output fits in n_ctx.
+* ``--parallel N`` (N > 1) decodes up to N requests at once as parallel sequences of one
+  context (llama.cpp's batch API: one ``llama_decode`` per step with a token of each running
+  sequence, each with its own sequence id and KV cells; ``n_seq_max`` N, ``n_ctx`` per
+  sequence): when one ends, the next request's prompt is decoded alone and it joins, as
+  precis' continuous batching does. Greedy by argmax of each sequence's logits. Totals then
+  give ``wall_ms`` for the set, ``prompt_ms`` (the prompt decodes), ``generate_ms`` (the rest
+  of the wall time) and ``generated_tokens_per_s`` = tokens after each request's first over
+  ``generate_ms``, counted as precis counts them (the end token included).
 
 Output (stdout, JSON; diagnostics go to stderr):
 
@@ -220,6 +228,127 @@ def run_one(llm: Llama, fmt: Jinja2ChatFormatter, req: Dict[str, Any], max_token
     return res
 
 
+def run_parallel(llm: Llama, fmt: Jinja2ChatFormatter, requests: List[Dict[str, Any]],
+                 max_tokens: Optional[int], n_ctx: int, n_batch: int, threads: int,
+                 parallel: int) -> Dict[str, Any]:
+    """Continuous batching over `parallel` sequences of one llama.cpp context."""
+    import numpy as np
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = n_ctx * parallel
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = parallel
+    params.n_threads = threads
+    params.n_threads_batch = threads
+    params.kv_unified = False
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        die("cannot create a context with several sequences")
+    mem = llama_cpp.llama_get_memory(ctx)
+    vocab = llm._model.vocab
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    batch = llama_cpp.llama_batch_init(max(n_batch, parallel), 0, 1)
+
+    def add(token: int, pos: int, seq: int, logits: bool) -> int:
+        i = batch.n_tokens
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+        batch.n_tokens += 1
+        return i
+
+    def greedy(i: int) -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(n_vocab,))
+        return int(logits.argmax())
+
+    waiting = list(enumerate(requests))
+    results: List[Optional[Dict[str, Any]]] = [None] * len(requests)
+    active: Dict[int, Dict[str, Any]] = {}
+    prompt_s = 0.0
+    t0 = time.perf_counter()
+
+    def finish(seq: int, stop_reason: str) -> None:
+        a = active.pop(seq)
+        req = requests[a["index"]]
+        results[a["index"]] = {
+            "name": req["name"], "prompt_tokens": a["prompt_tokens"],
+            "generated_tokens": len(a["out"]), "stop_reason": stop_reason,
+            "ended": stop_reason == "eog",
+            "text": llm.detokenize(a["out"], special=False).decode("utf-8", errors="replace"),
+        }
+
+    def step_token(seq: int, token: int) -> None:
+        a = active[seq]
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            finish(seq, "eog")
+        else:
+            a["out"].append(token)
+            if len(a["out"]) >= a["max_tokens"]:
+                finish(seq, "max_tokens")
+            else:
+                a["next"] = token
+
+    while waiting or active:
+        for seq in range(parallel):
+            if seq in active or not waiting:
+                continue
+            index, req = waiting.pop(0)
+            ids = llm.tokenize(fmt(messages=req["messages"]).prompt.encode("utf-8"),
+                               add_bos=False, special=True)
+            if len(ids) >= n_ctx:
+                die(f"request {req['name']}: prompt has {len(ids)} tokens, n_ctx is {n_ctx}")
+            mt = max_tokens if max_tokens is not None else req["max_tokens"]
+            started = time.perf_counter()
+            llama_cpp.llama_memory_seq_rm(mem, seq, -1, -1)
+            for start in range(0, len(ids), n_batch):
+                batch.n_tokens = 0
+                chunk = ids[start:start + n_batch]
+                for j, token in enumerate(chunk):
+                    last = add(token, start + j, seq, start + j == len(ids) - 1)
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    die(f"llama_decode failed on the prompt of {req['name']}")
+            first = greedy(last)
+            prompt_s += time.perf_counter() - started
+            active[seq] = {"index": index, "prompt_tokens": len(ids), "pos": len(ids),
+                           "out": [], "max_tokens": min(mt, n_ctx - len(ids))}
+            step_token(seq, first)
+        if not active:
+            continue
+        batch.n_tokens = 0
+        rows = {}
+        for seq, a in active.items():
+            rows[seq] = add(a["next"], a["pos"], seq, True)
+            a["pos"] += 1
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            die("llama_decode failed on a decoding step")
+        for seq, i in rows.items():
+            step_token(seq, greedy(i))
+    wall_s = time.perf_counter() - t0
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    # Tokens as precis counts them (the end token included), less each request's first,
+    # which comes with its prompt.
+    counted = sum(r["generated_tokens"] + (1 if r["ended"] else 0) for r in results)
+    generate_s = wall_s - prompt_s
+    return {
+        "requests": results,
+        "totals": {
+            "requests": len(results),
+            "errors": 0,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in results),
+            "generated_tokens": sum(r["generated_tokens"] for r in results),
+            "prompt_ms": round(prompt_s * 1000.0, 3),
+            "generate_ms": round(generate_s * 1000.0, 3),
+            "prompt_tokens_per_s": rate(sum(r["prompt_tokens"] for r in results), prompt_s * 1000.0),
+            "generated_tokens_per_s": rate(counted - len(results), generate_s * 1000.0),
+            "wall_ms": round(wall_s * 1000.0, 3),
+        },
+    }
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="GGUF file")
@@ -231,6 +360,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mmapping it")
     ap.add_argument("--warmup", action="store_true", help="run the first request once, untimed, before measuring")
     ap.add_argument("--pretty", action="store_true", help="indent the JSON output")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="decode up to N requests at once as parallel sequences (default 1: one after another)")
     args = ap.parse_args(argv)
 
     if not os.path.isfile(args.model):
@@ -246,7 +377,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         llm = Llama(
             model_path=args.model,
-            n_ctx=args.n_ctx,
+            # With --parallel the requests run in a context of their own: this one only
+            # tokenizes, and is kept small.
+            n_ctx=args.n_ctx if args.parallel == 1 else 512,
             n_batch=args.n_batch,
             n_ubatch=args.n_batch,
             n_threads=args.threads,
@@ -265,6 +398,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.warmup:
         r0 = requests[0]
         run_one(llm, fmt, r0, min(args.max_tokens or r0["max_tokens"], 8), args.n_ctx)
+
+    if args.parallel > 1:
+        report = run_parallel(llm, fmt, requests, args.max_tokens, args.n_ctx, args.n_batch,
+                              args.threads, args.parallel)
+        report.update({
+            "llama_cpp_python_version": llama_cpp.__version__,
+            "model": {"file": os.path.basename(args.model), "size_bytes": os.path.getsize(args.model)},
+            "params": {"n_threads": args.threads, "n_ctx_per_sequence": args.n_ctx,
+                       "n_batch": args.n_batch, "parallel": args.parallel,
+                       "sampling": "greedy: argmax of each sequence's logits"},
+            "load_ms": round(load_ms, 3),
+            "load_average_1m": {"start": round(loadavg_start[0], 2), "end": round(os.getloadavg()[0], 2)},
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        })
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2 if args.pretty else None)
+        sys.stdout.write("\n")
+        return 0
 
     results = []
     t_req = time.perf_counter()

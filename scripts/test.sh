@@ -24,6 +24,7 @@ cargo test
 echo "== the LLM's parity and exactness tests again at the AVX2 level (most laptops have no AVX-512)"
 PRECIS_KQUANT=avx2 cargo test --test llm_parity
 PRECIS_KQUANT=avx2 cargo test --test llm_engine -- prompt_lookup
+PRECIS_KQUANT=avx2 cargo test --test llm_batch
 echo "== the release binary on emulated CPUs: AVX2 without AVX-512, and below x86-64-v3"
 scripts/check_portable.sh "$precis"
 echo "== smoke: the demo article end to end on qwen2.5-coder-1.5b-instruct"
