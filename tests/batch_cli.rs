@@ -270,11 +270,12 @@ fn bad_articles_get_error_lines_the_others_are_done_and_the_exit_code_says_so() 
     assert_eq!(lines(&output), results);
 
     // --any-language and a larger --max-chars with --retry-failed: the two come right, the
-    // others fail again, and each id still has one line (the limits admit articles; they do
-    // not change how a result is made, so the file's results still belong together).
+    // others fail again, and each id still has one line (the limits admit articles, and
+    // --batch decodes the same replies together; neither changes how a result is made, so the
+    // file's results still belong together).
     let mut retry = args.to_vec();
     retry[4] = "100000";
-    retry.extend(["--any-language", "--retry-failed"]);
+    retry.extend(["--any-language", "--retry-failed", "--batch", "2"]);
     let third = batch.run(&retry);
     third
         .expect_code(PARTIAL_FAILURE)

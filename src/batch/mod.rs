@@ -169,9 +169,18 @@ pub fn article_text(
 }
 
 /// A digest of the job's settings, written on every line: a resumed run with other settings
-/// would mix two kinds of results in one file, so it is refused instead.
+/// would mix two kinds of results in one file, so it is refused instead. How many requests
+/// are decoded together is left out: it changes no result (each reply is bit for bit the
+/// same), so a run may resume with another `--batch`, to use less memory for example.
 pub fn job_sha256(job: &ArticleJob) -> String {
-    format!("{:x}", sha2::Sha256::digest(format!("{job:?}").as_bytes()))
+    let results_made_by = ArticleJob {
+        batch: None,
+        ..job.clone()
+    };
+    format!(
+        "{:x}",
+        sha2::Sha256::digest(format!("{results_made_by:?}").as_bytes())
+    )
 }
 
 #[derive(Serialize)]
