@@ -220,10 +220,7 @@ impl LlmEngine {
         let mut prompts = Vec::with_capacity(requests.len());
         for request in requests {
             let started = std::time::Instant::now();
-            let mut prompt = self
-                .template
-                .encode(tokenizer, request.messages, true)
-                .map_err(EngineError::Prompt)?;
+            let mut prompt = self.encode_chat(request.messages)?;
             let reply_start = request.opts.reply_start.as_deref().unwrap_or_default();
             prompt.extend(
                 tokenizer
