@@ -15,7 +15,11 @@ either stops at once or never):
     # written to a folder of your choice; only its recorded outputs are committed
     python scripts/marian_fixtures.py full --model-dir /tmp/opus-mt-fr-en-random
 
-Each writes a folder in the hub layout (config.json, generation_config.json, source.spm,
+    # the real opus-mt-tc-big-fr-en tokenizer (../shared/marian): ids of 597 French lines and
+    # the English text of 300 target-side id sequences, as MarianTokenizer gives them
+    python scripts/marian_fixtures.py real-tokenizer
+
+The first two write a folder in the hub layout (config.json, generation_config.json, source.spm,
 target.spm, vocab.json, tokenizer_config.json, model.safetensors) and a JSON file of
 MarianTokenizer ids and texts and MarianMTModel.generate outputs (greedy and beam 4, one
 sentence at a time and in one padded batch, with max_new_tokens 40 and 6) for 25 sentences.
@@ -40,6 +44,7 @@ from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval"
+REAL_TOKENIZER = ROOT.parent / "shared" / "marian" / "opus-mt-tc-big-fr-en"
 FIXTURES = ROOT / "tests" / "fixtures" / "marian"
 
 # Every weight of the random models is drawn with this spread: large enough that the top two
@@ -124,7 +129,13 @@ def tokenizer_sentences():
         "Pleine largeur : ＡＢＣ１２３, ligature ﬁn",
         "Emoji 🙂 et caractères 中文 inconnus ☃",
         "Des balises </s> et <unk> et <pad> dans le texte",
+        "</s>",
+        "</s> en tête, <pad><pad> collés, et en fin </s>",
+        "Sans espaces:x</s>y<unk>z<pad>",
+        "Du code HTML : <p>Bonjour</p><br/>",
         ">>fra<< Un code de langue en tête",
+        ">>fra<< Deux << chevrons >> et un autre code >>eng<< plus loin",
+        "Un code >>eng<< au milieu",
         "Chiffres : 1 234,56 €, 15 août 2025, 09:30, n° 7",
         "M. Poutine et Mme Harris à Anchorage (Alaska).",
         "Ça coûte 3 €… vraiment ?!",
@@ -247,10 +258,7 @@ def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
     model = MarianMTModel.from_pretrained(model_dir).eval()
     torch.set_num_threads(2)
 
-    tokenizer_cases = []
-    for text in tokenizer_sentences():
-        ids = tok(text)["input_ids"]
-        tokenizer_cases.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True)})
+    tokenizer_cases = [tokenizer_case(tok, text) for text in tokenizer_sentences()]
 
     rng = random.Random(7)
     vocab_size = len(tok.encoder)
@@ -301,6 +309,62 @@ def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
         f.write("\n")
 
 
+# What MarianTokenizer reads as a control token when the text spells it; precis keeps it as text.
+LITERAL_SPECIALS = ("</s>", "<unk>", "<pad>")
+
+
+def tokenizer_case(tok, text):
+    """MarianTokenizer's ids for `text`, and the text they decode to. Where the text spells a
+    control token, precis deliberately differs (docs/engines.md): it keeps the token as text,
+    the SentencePiece pieces MarianTokenizer itself gives for text without specials. Such a
+    case records both: `ids` (what precis must give) and `hf_ids` (what HF gives)."""
+    hf_ids = tok(text)["input_ids"]
+    as_text = tok.convert_tokens_to_ids(tok._tokenize(text)) + [tok.eos_token_id]
+    case = {"text": text, "ids": as_text, "decoded": tok.decode(as_text, skip_special_tokens=True)}
+    if as_text != hf_ids:
+        if not any(special in text for special in LITERAL_SPECIALS):
+            sys.exit(f"HF's ids differ from its own pieces on a text without specials: {text!r}")
+        case["hf_ids"] = hf_ids
+    return case
+
+
+def real_tokenizer_lines():
+    """The French lines of the real-tokenizer fixture: FLORES-200 dev, newstest2014 (spread
+    over its documents), the demo article's lines, and the awkward cases."""
+    flores = read_lines(EVAL / "flores200/dev.fra_Latn")
+    newstest = read_lines(EVAL / "newstest2014-fr/newstest2014-fr.fr")
+    demo = read_lines(ROOT / "examples/alaska-summit.fr.txt")
+    return flores[::3][:270] + newstest[::3][:270] + demo + tokenizer_sentences()
+
+
+def record_real_tokenizer(out_json):
+    tok = MarianTokenizer.from_pretrained(REAL_TOKENIZER)
+    source = [tokenizer_case(tok, text) for text in real_tokenizer_lines()]
+    english = read_lines(EVAL / "flores200/dev.eng_Latn")[1::7][:140] \
+        + read_lines(EVAL / "newstest2014-fr/newstest2014-fr.en")[2::7][:140]
+    rng = random.Random(11)
+    target = []
+    for text in english:
+        ids = tok(text_target=text)["input_ids"]
+        target.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)})
+    for _ in range(20):
+        ids = [rng.randrange(len(tok.encoder)) for _ in range(rng.randrange(1, 40))]
+        target.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)})
+    fixture = {
+        "generated_by": "scripts/marian_fixtures.py real-tokenizer",
+        "versions": {"transformers": transformers.__version__, "sentencepiece": spm.__version__},
+        "model": "opus-mt-tc-big-fr-en (../shared/marian/README.md has the files' checksums)",
+        "tokenizer": source,
+        "decode": target,
+    }
+    with open(out_json, "w", encoding="utf-8") as f:
+        json.dump(fixture, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    differing = sum("hf_ids" in case for case in source)
+    print(f"{len(source)} French lines ({differing} spell a control token), "
+          f"{len(target)} target id sequences", file=sys.stderr)
+
+
 def strip(ids, pad):
     """Generated ids after the decoder start token, without the batch's trailing padding."""
     ids = ids[1:]
@@ -311,11 +375,13 @@ def strip(ids, pad):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["tiny", "full"])
+    parser.add_argument("which", choices=["tiny", "full", "real-tokenizer"])
     parser.add_argument("--model-dir", type=Path, help="where to write the model (full: required)")
     parser.add_argument("--record-only", action="store_true", help="keep the model, record outputs again")
     args = parser.parse_args()
-    if args.which == "tiny":
+    if args.which == "real-tokenizer":
+        record_real_tokenizer(FIXTURES / "real_tokenizer.json")
+    elif args.which == "tiny":
         model_dir = args.model_dir or FIXTURES / "tiny"
         if not args.record_only:
             make_model(model_dir,

@@ -350,8 +350,6 @@ pub struct MarianTokenizer {
     source: Tokenizer,
     vocab: HashMap<String, u32>,
     id_to_token: HashMap<u32, String>,
-    /// Tokens written literally in the text that stand for themselves, longest first.
-    specials: Vec<(String, u32)>,
     eos_id: u32,
     unk_id: u32,
     pad_id: u32,
@@ -400,18 +398,11 @@ impl MarianTokenizer {
                 .ok_or_else(|| TokenizeError::MissingControlToken(token.to_string()))
         };
         let (eos_id, unk_id, pad_id) = (id(EOS)?, id(UNK)?, id(PAD)?);
-        let mut specials = vec![
-            (EOS.to_string(), eos_id),
-            (UNK.to_string(), unk_id),
-            (PAD.to_string(), pad_id),
-        ];
-        specials.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         let id_to_token = vocab.iter().map(|(t, &i)| (i, t.clone())).collect();
         Ok(MarianTokenizer {
             source: source.to_tokenizer()?,
             vocab,
             id_to_token,
-            specials,
             eos_id,
             unk_id,
             pad_id,
@@ -440,31 +431,18 @@ impl MarianTokenizer {
     }
 
     /// Model input ids for `text`: its pieces mapped through vocab.json, then `</s>`.
+    ///
+    /// The one deliberate difference from MarianTokenizer: `</s>`, `<unk>` and `<pad>` written
+    /// in the text stay text (SentencePiece pieces), where HF turns them into control tokens. An
+    /// article that quotes markup would otherwise end the source sentence at its `</s>`, and the
+    /// model would translate only what comes before it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let mut ids = Vec::new();
         let (code, rest) = split_language_code(text);
         if let Some(code) = code {
             ids.push(self.vocab.get(code).copied().unwrap_or(self.unk_id));
         }
-        let mut remaining = rest;
-        while !remaining.is_empty() {
-            let next = self
-                .specials
-                .iter()
-                .filter_map(|(s, id)| remaining.find(s.as_str()).map(|at| (at, s, *id)))
-                .min_by_key(|(at, s, _)| (*at, std::cmp::Reverse(s.len())));
-            match next {
-                Some((at, special, special_id)) => {
-                    self.encode_plain(&remaining[..at], &mut ids)?;
-                    ids.push(special_id);
-                    remaining = &remaining[at + special.len()..];
-                }
-                None => {
-                    self.encode_plain(remaining, &mut ids)?;
-                    remaining = "";
-                }
-            }
-        }
+        self.encode_plain(rest, &mut ids)?;
         ids.push(self.eos_id);
         Ok(ids)
     }
