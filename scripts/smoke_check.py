@@ -280,8 +280,11 @@ def check(report, known=()):
     for warning in report.get("warnings", []):
         print(f"smoke: warning (from precis): {warning}", file=sys.stderr)
     for finding in report.get("fidelity", []):
-        print(f"smoke: note (precis' fidelity check, {finding['stage']}, paragraph "
-              f"{finding['paragraph'] + 1}): {finding['problem']}", file=sys.stderr)
+        # A summary's findings name a sentence of the summary, not a paragraph.
+        where = ("sentence" if finding["paragraph"] is None else "paragraph")
+        index = finding["sentence"] if finding["paragraph"] is None else finding["paragraph"]
+        print(f"smoke: note (precis' fidelity check, {finding['stage']}, {where} "
+              f"{index + 1}): {finding['problem']}", file=sys.stderr)
     problems = []
     for problem in problems_of(report):
         if any(problem.startswith(k) for k in known):
@@ -399,6 +402,15 @@ def self_test(path):
         else:
             print(f"smoke self-test: the real output {RAW.name} rejected as it should: "
                   f"{'; '.join(RAW_PROBLEMS)}")
+    # A fidelity note on the summary names a summary sentence and no paragraph: a note, not a
+    # failure, and not a crash of the checker.
+    noted = copy.deepcopy(good)
+    noted["fidelity"] = noted.get("fidelity", []) + [{
+        "kind": "date", "stage": "summary", "paragraph": None, "sentence": 0,
+        "source_text": "August 2025", "output_text": "August 15, 2025",
+        "problem": "the output gives a precise day (August 15) where the source says only August"}]
+    if check(noted) != 0:
+        failures.append("a report with a fidelity note on its summary is rejected")
     variants = broken_variants(good)
     for name, expect, report in variants:
         found = problems_of(report)
