@@ -3,28 +3,39 @@
 and what Hugging Face transformers does with them.
 
 No opus-mt weights can be fetched on the machines precis is built on, so parity is shown on
-models that have the real architecture, the real file layout and real SentencePiece models
-(trained here on text from ../shared/eval), with random weights (the tiny one then trained for
-400 steps on newstest2013 pairs, so that it ends sentences at varied lengths; a random model
-either stops at once or never):
+models that have the real architecture and file layout, with random weights:
 
-    # the tiny model, committed under tests/fixtures/marian/tiny, and its recorded outputs
+    # the tiny model, committed under tests/fixtures/marian/tiny, and its recorded outputs;
+    # SentencePiece models trained here on ../shared/eval text, weights trained for 400 steps
+    # on newstest2013 pairs so that it ends sentences at varied lengths
     python scripts/marian_fixtures.py tiny
 
-    # the exact opus-mt-fr-en configuration (75M parameters, 59514 tokens; about 300 MB),
-    # written to a folder of your choice; only its recorded outputs are committed
-    python scripts/marian_fixtures.py full --model-dir /tmp/opus-mt-fr-en-random
+    # the exact opus-mt-fr-en configuration (75M parameters, 59514 tokens, swish, </s> = 0;
+    # about 300 MB), SentencePiece models trained here, written to a folder of your choice;
+    # only its recorded outputs (tests/fixtures/marian/full_outputs.json) are committed
+    python scripts/marian_fixtures.py full --model-dir /work/models/opus-mt-fr-en-random
+
+    # the exact opus-mt-tc-big-fr-en configuration with its released config, generation config
+    # and tokenizer files from ../shared/marian (230M parameters, relu, </s> = 43311; about
+    # 460 MB), weights saved in float16 as released; only its recorded outputs
+    # (tests/fixtures/marian/tc_big_outputs.json) are committed
+    python scripts/marian_fixtures.py tc-big --model-dir /work/models/tc-big-random
 
     # the real opus-mt-tc-big-fr-en tokenizer (../shared/marian): ids of 597 French lines and
     # the English text of 300 target-side id sequences, as MarianTokenizer gives them
     python scripts/marian_fixtures.py real-tokenizer
 
-The first two write a folder in the hub layout (config.json, generation_config.json, source.spm,
-target.spm, vocab.json, tokenizer_config.json, model.safetensors) and a JSON file of
+The first three write a folder in the hub layout (config.json, generation_config.json,
+source.spm, target.spm, vocab.json, tokenizer_config.json, model.safetensors) and a JSON file of
 MarianTokenizer ids and texts and MarianMTModel.generate outputs (greedy and beam 4, one
-sentence at a time and in one padded batch, with max_new_tokens 40 and 6) for 25 sentences.
-Every random choice is seeded. About 10 minutes each on 2 busy
-cores.
+sentence at a time and in one padded batch, with max_new_tokens 40 and 6) for 25 sentences,
+computed in float32 whatever the weights are stored in. The two full-size models' weights are
+drawn so that their outputs vary (randomize_varied says how); their recording prints, for
+greedy and beam 4 at 40 new tokens, the spread of output lengths, how many sentences ended with
+the end token and on how many beam 4 differs from greedy, and stops without writing the
+fixture if beam 4 equals greedy on more than half the sentences, or if fewer than 5 sentences
+end before the limit. --record-only keeps the model and records again. Every random choice is
+seeded. On 2 idle cores, making and recording take about 2.5 minutes for full, 6 for tc-big.
 
 Install the pinned versions from scripts/requirements-marian.txt into a virtual environment
 first (see that file).
@@ -34,7 +45,9 @@ import argparse
 import io
 import json
 import random
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import sentencepiece as spm
@@ -170,6 +183,68 @@ def randomize(model, seed, eos_id, eos_bias):
         model.final_logits_bias.copy_(bias)
 
 
+# How the full-size models are drawn (randomize_varied): the spread of the logits, and the gain
+# of each kind of linear layer (its weights have std gain / sqrt(fan_in)).
+LOGIT_STD = 2.0
+GAINS = {"q_proj": 1.5, "k_proj": 1.5, "cross_v_proj": 0.5, "cross_out_proj": 0.5}
+# Seeds and end-token biases of the two full-size models, chosen so that sentences end at many
+# lengths, some before max_new_tokens 40 and some cut by it (record checks it).
+FULL_SEED, FULL_EOS_BIAS = 2, 7.2
+TC_BIG_SEED, TC_BIG_EOS_BIAS = 3, 7.8
+
+
+def randomize_varied(model, seed, *, eos_id, eos_bias, quiet_ids=()):
+    """Random weights whose generations vary, for the full-size models. Drawn as `randomize`
+    draws them, such a model says one token forever (or nothing) and beam search finds what
+    greedy finds, which proves nothing about the search. Here:
+
+    * every linear layer keeps the scale of its input (std gain / sqrt(fan_in)), so that no
+      sublayer drowns the others and each step depends on the tokens before it, its position
+      and the source;
+    * fc2's columns are centred: the activation's positive mean would otherwise add the same
+      vector at every position, and every step would say the same word;
+    * layer norm weights have random signs: with tied embeddings, the previous token's
+      embedding, carried along the residual stream, would otherwise score itself highest and
+      the model would repeat it;
+    * cross-attention values at half gain: the source shifts the output, it does not fix it;
+    * embeddings N(0, LOGIT_STD / sqrt(d_model)), so logits spread about LOGIT_STD: flat enough
+      that beam search finds better paths than greedy, and the top two of a step far apart
+      compared with float rounding;
+    * the end token's embedding row at 0.3 and its logit bias `eos_bias`: its logit then
+      varies little from sentence to sentence, and sentences end at many lengths instead of
+      all at once or never;
+    * `quiet_ids` (the filler tokens) at half scale, so that outputs are pieces of the target
+      SentencePiece model rather than fillers.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    d_model = model.config.d_model
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_positions" in name:
+                continue  # fixed sinusoids, not saved: leave them as HF computes them
+            if name.endswith("layer_norm.weight"):
+                signs = torch.randint(0, 2, p.shape, generator=gen) * 2 - 1
+                p.copy_(signs * (1.0 + 0.1 * torch.randn(p.shape, generator=gen)))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif p.dim() == 2 and "embed" not in name and "shared" not in name:
+                kind = name.split(".")[-2]
+                gain = GAINS.get(("cross_" if "encoder_attn." in name else "") + kind, GAINS.get(kind, 1.0))
+                w = gain / p.shape[1] ** 0.5 * torch.randn(p.shape, generator=gen)
+                if kind == "fc2":
+                    w -= w.mean(dim=1, keepdim=True)
+                p.copy_(w)
+            else:  # the shared embeddings (tied to the output projection)
+                p.copy_(LOGIT_STD / d_model ** 0.5 * torch.randn(p.shape, generator=gen))
+        embeddings = model.get_input_embeddings().weight
+        embeddings[eos_id] *= 0.3
+        if quiet_ids:
+            embeddings[list(quiet_ids)] *= 0.5
+        bias = 0.5 * torch.randn(model.final_logits_bias.shape, generator=gen)
+        bias[0, eos_id] = eos_bias
+        model.final_logits_bias.copy_(bias)
+
+
 def train_briefly(model, out_dir, steps, seed):
     """A few hundred steps on newstest2013 pairs: a purely random model repeats one token
     forever, a briefly trained one ends its sentences at varied lengths, which is what the
@@ -196,7 +271,7 @@ def train_briefly(model, out_dir, steps, seed):
 
 
 def make_model(out_dir, *, dims, vocab_size_target, source_vocab, target_vocab, normalization_target,
-               seed, eos_bias, source_drop, train_steps=0):
+               seed, eos_bias, source_drop, train_steps=0, varied=False):
     out_dir.mkdir(parents=True, exist_ok=True)
     fr = training_text("fr")
     en = training_text("en")
@@ -233,7 +308,11 @@ def make_model(out_dir, *, dims, vocab_size_target, source_vocab, target_vocab, 
     )
     torch.manual_seed(seed)
     model = MarianMTModel(config).eval()
-    randomize(model, seed, eos_id=0, eos_bias=eos_bias)
+    if varied:
+        fillers = [i for piece, i in vocab.items() if piece.startswith("▁filler")]
+        randomize_varied(model, seed, eos_id=0, eos_bias=eos_bias, quiet_ids=fillers)
+    else:
+        randomize(model, seed, eos_id=0, eos_bias=eos_bias)
     if train_steps:
         train_briefly(model, out_dir, train_steps, seed)
     model.save_pretrained(out_dir)
@@ -253,10 +332,72 @@ def make_model(out_dir, *, dims, vocab_size_target, source_vocab, target_vocab, 
     return out_dir
 
 
-def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
+# The files of opus-mt-tc-big-fr-en that the tc-big model takes as they are.
+TC_BIG_FILES = ("config.json", "generation_config.json", "source.spm", "target.spm", "vocab.json",
+                "tokenizer_config.json", "special_tokens_map.json")
+
+
+def make_tc_big(out_dir, *, seed, eos_bias):
+    """opus-mt-tc-big-fr-en with random weights: its config.json, generation_config.json and
+    tokenizer files as released (../shared/marian), weights drawn by randomize_varied and
+    saved in float16 as the released ones are (config.json says so: torch_dtype float16)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in TC_BIG_FILES:
+        shutil.copyfile(REAL_TOKENIZER / name, out_dir / name)
+    config = MarianConfig.from_pretrained(out_dir)
+    torch.manual_seed(seed)
+    model = MarianMTModel(config).eval()
+    randomize_varied(model, seed, eos_id=config.eos_token_id, eos_bias=eos_bias)
+    model.half().save_pretrained(out_dir)
+    # save_pretrained rewrote these two: put the released ones back.
+    for name in ("config.json", "generation_config.json"):
+        shutil.copyfile(REAL_TOKENIZER / name, out_dir / name)
+    return out_dir
+
+
+def describe_search(generations, eos, limit=40):
+    """The figures that show whether a fixture exercises the search: at `limit` new tokens,
+    for greedy and beam 4, the spread of output lengths and how many sentences chose the end
+    token before the limit; and on how many sentences beam 4 differs from greedy."""
+    by_beams = {g["num_beams"]: g["unbatched"] for g in generations
+                if g["max_new_tokens"] == limit and set(g["kwargs"]) == {"num_beams", "max_new_tokens"}}
+    lines, ended = [], {}
+    for beams, outputs in sorted(by_beams.items()):
+        lengths = sorted(len(ids) for ids in outputs)
+        ended[beams] = sum(1 for ids in outputs if len(ids) < limit and ids[-1] == eos)
+        lines.append(f"beams {beams}, max_new_tokens {limit}: lengths {lengths[0]}..{lengths[-1]} "
+                     f"(median {lengths[len(lengths) // 2]}), {ended[beams]} of {len(outputs)} "
+                     f"ended with the end token before the limit, "
+                     f"{sum(len(ids) == limit for ids in outputs)} cut")
+    differ = sum(a != b for a, b in zip(by_beams[1], by_beams[4]))
+    lines.append(f"beam 4 differs from greedy on {differ} of {len(by_beams[1])} sentences")
+    return lines, differ, ended
+
+
+def check_search(generations, eos, limit=40):
+    """Fails loudly if a full-size fixture would prove little about beam search."""
+    lines, differ, ended = describe_search(generations, eos, limit)
+    for line in lines:
+        print(line, file=sys.stderr)
+    n = len(generations[0]["unbatched"])
+    problems = []
+    if 2 * (n - differ) > n:
+        problems.append(f"beam 4 equals greedy on {n - differ} of {n} sentences")
+    problems += [f"only {count} sentences end before the limit with {beams} beam(s)"
+                 for beams, count in ended.items() if count < 5]
+    if problems:
+        sys.exit("the outputs do not exercise the search: " + "; ".join(problems)
+                 + " (fixture not written)")
+
+
+def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=(), check=False):
     tok = MarianTokenizer.from_pretrained(model_dir)
-    model = MarianMTModel.from_pretrained(model_dir).eval()
+    # float32 whatever the weights are stored in (transformers 5 would otherwise compute in the
+    # float16 of tc-big's config): precis computes in f32 from the same rounded weights.
+    model = MarianMTModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     torch.set_num_threads(2)
+    # generate warns at every call that max_new_tokens overrides generation_config's max_length.
+    transformers.logging.set_verbosity_error()
 
     tokenizer_cases = [tokenizer_case(tok, text) for text in tokenizer_sentences()]
 
@@ -270,8 +411,9 @@ def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
     sentences = generation_sentences()
     generations = []
     cases = [{"num_beams": beams, "max_new_tokens": max_new}
-             for beams in (1, 4) for max_new in max_new_tokens_cases]
+             for max_new in max_new_tokens_cases for beams in (1, 4)]
     cases += extra_cases
+    started = time.time()
     for kwargs in cases:
         beams, max_new = kwargs["num_beams"], kwargs.get("max_new_tokens")
         single = []
@@ -293,7 +435,9 @@ def record(model_dir, out_json, *, max_new_tokens_cases, extra_cases=()):
             "texts": [tok.decode(ids, skip_special_tokens=True) for ids in single],
         })
         lengths = sorted(len(x) for x in single)
-        print(f"{kwargs}: lengths {lengths}", file=sys.stderr)
+        print(f"{kwargs}: lengths {lengths} ({time.time() - started:.0f} s)", file=sys.stderr)
+        if check and len(generations) == 2:
+            check_search(generations, model.generation_config.eos_token_id, max_new_tokens_cases[0])
 
     fixture = {
         "generated_by": "scripts/marian_fixtures.py",
@@ -375,8 +519,8 @@ def strip(ids, pad):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["tiny", "full", "real-tokenizer"])
-    parser.add_argument("--model-dir", type=Path, help="where to write the model (full: required)")
+    parser.add_argument("which", choices=["tiny", "full", "tc-big", "real-tokenizer"])
+    parser.add_argument("--model-dir", type=Path, help="where to write the model (full, tc-big: required)")
     parser.add_argument("--record-only", action="store_true", help="keep the model, record outputs again")
     args = parser.parse_args()
     if args.which == "real-tokenizer":
@@ -400,16 +544,29 @@ def main():
         ]
         record(model_dir, FIXTURES / "tiny_outputs.json", max_new_tokens_cases=[40, 6],
                extra_cases=extra)
+    elif args.which == "tc-big":
+        if not args.model_dir:
+            parser.error("tc-big needs --model-dir (about 460 MB)")
+        started = time.time()
+        if not args.record_only:
+            make_tc_big(args.model_dir, seed=TC_BIG_SEED, eos_bias=TC_BIG_EOS_BIAS)
+            print(f"model made in {time.time() - started:.0f} s", file=sys.stderr)
+        record(args.model_dir, FIXTURES / "tc_big_outputs.json", max_new_tokens_cases=[40, 6], check=True)
+        print(f"done in {time.time() - started:.0f} s", file=sys.stderr)
     else:
         if not args.model_dir:
             parser.error("full needs --model-dir (about 300 MB)")
+        started = time.time()
         if not args.record_only:
             make_model(args.model_dir,
                        dims=dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
                                  decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048),
                        vocab_size_target=59514, source_vocab=8000, target_vocab=8000,
-                       normalization_target="nmt_nfkc", seed=2, eos_bias=12.5, source_drop=40)
-        record(args.model_dir, FIXTURES / "full_outputs.json", max_new_tokens_cases=[40, 6])
+                       normalization_target="nmt_nfkc", seed=FULL_SEED, eos_bias=FULL_EOS_BIAS,
+                       source_drop=40, varied=True)
+            print(f"model made in {time.time() - started:.0f} s", file=sys.stderr)
+        record(args.model_dir, FIXTURES / "full_outputs.json", max_new_tokens_cases=[40, 6], check=True)
+        print(f"done in {time.time() - started:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,26 @@
 //! Parity of the Marian engine with Hugging Face transformers, on models with the real
-//! MarianMTModel architecture and random (briefly trained) weights, made by
+//! MarianMTModel architecture and random (the tiny one briefly trained) weights, made by
 //! `scripts/marian_fixtures.py`, which also recorded what transformers does with them.
 //!
 //! * tiny model (committed, `tests/fixtures/marian/tiny`): tokenizer ids and texts, greedy and
 //!   beam-4 generation, one sentence at a time and in one padded batch;
-//! * full-size model (the exact opus-mt-fr-en configuration, 300 MB, generated on demand): the
-//!   same checks against `tests/fixtures/marian/full_outputs.json` when `PRECIS_MARIAN_FULL`
-//!   names the folder the script wrote; skipped (with a note) otherwise, even under
-//!   PRECIS_REQUIRE_MODELS=1: the suite does not make that model.
+//! * the released opus-mt-tc-big-fr-en tokenizer files (`../shared/marian`): tokenizer ids and
+//!   texts against `tests/fixtures/marian/real_tokenizer.json`;
+//! * two full-size models, made on demand (the suite does not make them): the same checks as
+//!   the tiny model's against the committed outputs, when an environment variable names the
+//!   folder the script wrote; skipped (with a note) otherwise, even under
+//!   PRECIS_REQUIRE_MODELS=1:
+//!   - `PRECIS_MARIAN_FULL`: the exact opus-mt-fr-en configuration (75M parameters, swish,
+//!     `</s>` = 0, float32; `marian_fixtures.py full --model-dir DIR`, about 300 MB),
+//!     `tests/fixtures/marian/full_outputs.json`;
+//!   - `PRECIS_MARIAN_TC_BIG`: the exact opus-mt-tc-big-fr-en configuration and its real
+//!     tokenizer files (230M parameters, relu, `</s>` = 43311, float16 weights;
+//!     `marian_fixtures.py tc-big --model-dir DIR`, about 460 MB),
+//!     `tests/fixtures/marian/tc_big_outputs.json`.
+//!
+//!   Their weights are drawn so that the outputs vary; without the models, a test checks that
+//!   each committed fixture exercises beam search (beam 4 differs from greedy on most
+//!   sentences, several sentences end before the limit).
 
 mod support;
 
@@ -291,29 +304,86 @@ fn real_tokenizer_matches_marian_tokenizer() {
     check_tokenizer(&dir, &fixture);
 }
 
-fn full_model_dir() -> Option<PathBuf> {
-    match std::env::var_os("PRECIS_MARIAN_FULL") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            support::require::skipped(
-                "set PRECIS_MARIAN_FULL to the folder written by \
-                 `scripts/marian_fixtures.py full --model-dir DIR` to run the full-size parity",
-            );
-            None
-        }
+/// A full-size model's folder, named by `var`: `marian_fixtures.py {which} --model-dir DIR`.
+fn full_model_dir(var: &str, which: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(var).map(PathBuf::from);
+    if dir.is_none() {
+        support::require::skipped(&format!(
+            "set {var} to the folder written by \
+             `scripts/marian_fixtures.py {which} --model-dir DIR` to run the full-size parity"
+        ));
+    }
+    dir
+}
+
+/// What a full-size fixture must show for its parity to say something about beam search:
+/// at max_new_tokens 40, beam 4 differs from greedy on most sentences, and with both, several
+/// sentences end (with the end token) before the limit and some are cut by it.
+fn check_fixture_exercises_search(name: &str, eos: u32) {
+    let fixture = read_fixture(name);
+    let outputs = |beams: usize| {
+        let case = fixture
+            .generations
+            .iter()
+            .find(|c| c.num_beams == beams && c.max_new_tokens == Some(40))
+            .unwrap_or_else(|| panic!("{name}: no case with {beams} beam(s) and 40 tokens"));
+        &case.unbatched
+    };
+    let (greedy, beam) = (outputs(1), outputs(4));
+    let differ = greedy.iter().zip(beam).filter(|(g, b)| g != b).count();
+    assert!(
+        2 * differ > greedy.len(),
+        "{name}: beam 4 differs from greedy on only {differ} of {} sentences",
+        greedy.len()
+    );
+    for (beams, outputs) in [(1, greedy), (4, beam)] {
+        let ended = outputs
+            .iter()
+            .filter(|t| t.len() < 40 && t.last() == Some(&eos))
+            .count();
+        let cut = outputs.iter().filter(|t| t.len() == 40).count();
+        assert!(
+            ended >= 5 && cut >= 1,
+            "{name}, {beams} beam(s): {ended} ended before the limit, {cut} cut"
+        );
     }
 }
 
 #[test]
 fn full_size_tokenizer_matches_marian_tokenizer() {
-    if let Some(dir) = full_model_dir() {
+    if let Some(dir) = full_model_dir("PRECIS_MARIAN_FULL", "full") {
         check_tokenizer(&dir, &read_fixture("full_outputs.json"));
     }
 }
 
 #[test]
 fn full_size_generation_matches_generate() {
-    if let Some(dir) = full_model_dir() {
+    if let Some(dir) = full_model_dir("PRECIS_MARIAN_FULL", "full") {
         check_generation(&dir, &read_fixture("full_outputs.json"), None);
     }
+}
+
+#[test]
+fn full_size_fixture_exercises_beam_search() {
+    check_fixture_exercises_search("full_outputs.json", 0);
+}
+
+#[test]
+fn tc_big_tokenizer_matches_marian_tokenizer() {
+    if let Some(dir) = full_model_dir("PRECIS_MARIAN_TC_BIG", "tc-big") {
+        check_tokenizer(&dir, &read_fixture("tc_big_outputs.json"));
+    }
+}
+
+#[test]
+fn tc_big_generation_matches_generate() {
+    if let Some(dir) = full_model_dir("PRECIS_MARIAN_TC_BIG", "tc-big") {
+        check_generation(&dir, &read_fixture("tc_big_outputs.json"), None);
+    }
+}
+
+#[test]
+fn tc_big_fixture_exercises_beam_search() {
+    // The sorted vocabulary of the tc-big models: `</s>` is 43311.
+    check_fixture_exercises_search("tc_big_outputs.json", 43311);
 }
