@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 # A test whose model or data set is missing fails instead of skipping (tests/support/require.rs).
 export PRECIS_REQUIRE_MODELS=1
 
+# The models' outputs depend on the kernels this CPU runs (AVX2, AVX-512, AVX-512 VNNI): say
+# which, so that a failure in a model-output test can be read against the level.
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+case " $cpu_flags " in
+  *" avx512_vnni "*) cpu_level="AVX-512 VNNI" ;;
+  *" avx512bw "*) cpu_level="AVX-512" ;;
+  *" avx2 "*) cpu_level="AVX2" ;;
+  *) cpu_level="portable" ;;
+esac
+echo "== CPU: $(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | xargs), kernel level ${cpu_level}, $(nproc) threads"
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"

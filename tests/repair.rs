@@ -108,8 +108,10 @@ fn the_demo_articles_dates_are_mended() {
     assert!(texts[0].contains("October 8"), "{}", texts[0]);
     assert!(texts[1].contains("mid-August 2025"), "{}", texts[1]);
     assert!(!texts[2].contains("29"), "{}", texts[2]);
-    // Each of them needed a repair: the first translations had these faults.
-    for paragraph in &translation.paragraphs {
+    // Whether a first translation has the fault depends on the CPU's kernels (on AVX2 the
+    // first already keeps "October 8"); "mi-août 2025" and "Fin mars" came out as days on
+    // every level measured, and were mended.
+    for paragraph in &translation.paragraphs[1..] {
         assert!(
             paragraph.repairs.iter().any(|r| r.kept),
             "{}: {:#?}",

@@ -5,7 +5,10 @@
 //! ("Cour d'appel" matches « cour d’appel »); in the translation, its words may take a plural
 //! ending.
 
-use super::{words::normalised_words, Finding, Kind, Stage};
+use super::{
+    words::{normalised_word_spans, normalised_words},
+    Finding, Kind, Stage,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
@@ -22,6 +25,26 @@ impl Term {
         self.english.as_deref().unwrap_or(&self.french)
     }
 
+    /// Where the translation still carries the term's French words (a French article before
+    /// them may have become "the"): "The Canard enchaîné" for « Le Canard enchaîné », "rage"
+    /// for « rage » that was to become "rabies". `None` when the term was rendered otherwise.
+    pub fn rendering_in<'t>(&self, english: &'t str) -> Option<&'t str> {
+        let article = self
+            .french_words
+            .first()
+            .filter(|w| FRENCH_ARTICLES.contains(&w.as_str()) && self.french_words.len() > 1);
+        let core = &self.french_words[usize::from(article.is_some())..];
+        let spans = normalised_word_spans(english);
+        let at = spans
+            .windows(core.len())
+            .position(|window| window.iter().zip(core).all(|((_, w), c)| w == c))?;
+        let start = match at.checked_sub(1).map(|before| &spans[before]) {
+            Some((range, word)) if article.is_some() && word == "the" => range.start,
+            _ => spans[at].0.start,
+        };
+        Some(&english[start..spans[at + core.len() - 1].0.end])
+    }
+
     /// What the translator is told.
     pub fn hint(&self) -> String {
         match &self.english {
@@ -30,6 +53,9 @@ impl Term {
         }
     }
 }
+
+/// Articles that may open a term and that a translation turns into "the".
+const FRENCH_ARTICLES: [&str; 4] = ["le", "la", "les", "l"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Glossary {
@@ -108,6 +134,11 @@ impl Glossary {
         self.terms.len()
     }
 
+    /// The term whose French is `french`, as the glossary spells it.
+    pub fn term(&self, french: &str) -> Option<&Term> {
+        self.terms.iter().find(|t| t.french == french)
+    }
+
     /// The terms that occur in `french`. A term inside a longer one that also occurs is left
     /// out («  cour » inside « cour d'appel »).
     pub fn terms_in(&self, french: &str) -> Vec<&Term> {
@@ -144,7 +175,7 @@ impl Glossary {
                 kind: Kind::Glossary,
                 stage: Stage::Translation,
                 source_text: t.french.clone(),
-                output_text: String::new(),
+                output_text: t.rendering_in(english).unwrap_or_default().to_string(),
                 paragraph: Some(paragraph),
                 sentence: None,
                 problem: match &t.english {

@@ -417,15 +417,29 @@ pub fn repair_hint(finding: &Finding) -> Option<String> {
 /// The start of a repaired translation, kept from `text`: its words before the first wrong
 /// number or date that `findings` point at, without the preposition in front of it; for a
 /// date written more precisely than its source, followed by the date in the source's precision
-/// ("On August 15, 2025, Russian..." starts again as "In mid-August 2025"). `None` when no
-/// finding shows where the error is, or it is at the start with nothing to put there.
-pub fn repair_start(text: &str, findings: &[Finding]) -> Option<String> {
+/// ("On August 15, 2025, Russian..." starts again as "In mid-August 2025"); for a glossary
+/// term left in French or half translated, the words before it and the term as the glossary
+/// wants it ("According to The Canard enchaîné" starts again as "According to Le Canard
+/// enchaîné"). `None` when no finding shows where the error is, or it is at the start with
+/// nothing to put there.
+pub fn repair_start(text: &str, findings: &[Finding], glossary: &Glossary) -> Option<String> {
     let (at, finding) = findings
         .iter()
-        .filter(|f| matches!(f.kind, Kind::Number | Kind::Date))
+        .filter(|f| matches!(f.kind, Kind::Number | Kind::Date | Kind::Glossary))
         .filter(|f| f.stage == Stage::Translation && !f.output_text.is_empty())
         .filter_map(|f| standalone(text, &f.output_text).map(|at| (at, f)))
         .min_by_key(|(at, _)| *at)?;
+    if finding.kind == Kind::Glossary {
+        let mut required = glossary.term(&finding.source_text)?.required().to_string();
+        if finding.output_text.starts_with(char::is_uppercase) {
+            if let Some(first) = required.chars().next() {
+                required.replace_range(..first.len_utf8(), &first.to_uppercase().to_string());
+            }
+        }
+        let before = text[..at].trim_end();
+        let space = if before.is_empty() { "" } else { " " };
+        return Some(format!("{before}{space}{required}"));
+    }
     // The kept words end before the word the error starts in: the model then writes that
     // whole word under the constraint, which sees only what the model writes ("1," kept
     // from "1,3517" would let it go on with a number of its own).
@@ -535,6 +549,7 @@ mod tests {
 
     #[test]
     fn a_repair_starts_with_the_words_before_the_error_and_the_right_date() {
+        let none = Glossary::default();
         let date = |source: &str, output: &str| Finding {
             kind: Kind::Date,
             stage: Stage::Translation,
@@ -546,12 +561,12 @@ mod tests {
         };
         let text = "On August 15, 2025, Russian President Vladimir Putin met Donald Trump.";
         assert_eq!(
-            repair_start(text, &[date("mi-août 2025", "August 15, 2025")]).as_deref(),
+            repair_start(text, &[date("mi-août 2025", "August 15, 2025")], &none).as_deref(),
             Some("In mid-August 2025")
         );
         let text = "Trump was frustrated. On March 29th, he seemed to change his position.";
         assert_eq!(
-            repair_start(text, &[date("Fin mars", "March 29th")]).as_deref(),
+            repair_start(text, &[date("Fin mars", "March 29th")], &none).as_deref(),
             Some("Trump was frustrated. In late March")
         );
         let number = Finding {
@@ -560,11 +575,16 @@ mod tests {
             ..date("", "")
         };
         assert_eq!(
-            repair_start("It has 15, 237 clients.", std::slice::from_ref(&number)).as_deref(),
+            repair_start(
+                "It has 15, 237 clients.",
+                std::slice::from_ref(&number),
+                &none
+            )
+            .as_deref(),
             Some("It has")
         );
         assert_eq!(
-            repair_start("15, 237 clients.", std::slice::from_ref(&number)),
+            repair_start("15, 237 clients.", std::slice::from_ref(&number), &none),
             None
         );
         // newstest2014-fr: the "2" of "2,2 kilometers" was found inside "420", and the
@@ -574,7 +594,7 @@ mod tests {
             ..number.clone()
         };
         assert_eq!(
-            repair_start("420 motifs, 2,2 kilometers of seafront", &[two]).as_deref(),
+            repair_start("420 motifs, 2,2 kilometers of seafront", &[two], &none).as_deref(),
             Some("420 motifs,")
         );
         let decimals = Finding {
@@ -582,11 +602,52 @@ mod tests {
             ..number
         };
         assert_eq!(
-            repair_start("a low of 1,3517 dollars.", &[decimals]).as_deref(),
+            repair_start("a low of 1,3517 dollars.", &[decimals], &none).as_deref(),
             Some("a low of"),
             "the cut is never inside a number"
         );
-        assert_eq!(repair_start("October.", &[date("8 octobre", "")]), None);
+        assert_eq!(
+            repair_start("October.", &[date("8 octobre", "")], &none),
+            None
+        );
+    }
+
+    #[test]
+    fn a_repair_puts_a_glossary_term_where_the_translation_half_translated_it() {
+        let glossary = Glossary::parse("Le Canard enchaîné\nrage\trabies\n").unwrap();
+        let start = |french: &str, english: &str| {
+            repair_start(english, &glossary.check(french, english, 0), &glossary)
+        };
+        let french = "Selon Le Canard enchaîné, un cas de rage a été détecté.";
+        assert_eq!(
+            start(
+                french,
+                "According to The Canard enchaîné, a case of rabies was found."
+            )
+            .as_deref(),
+            Some("According to Le Canard enchaîné")
+        );
+        assert_eq!(
+            start(french, "The Canard enchaîné reports a case of rabies.").as_deref(),
+            Some("Le Canard enchaîné")
+        );
+        assert_eq!(
+            start(
+                french,
+                "According to Le Canard enchaîné, a case of rage was found."
+            )
+            .as_deref(),
+            Some("According to Le Canard enchaîné, a case of rabies")
+        );
+        assert_eq!(
+            start("La rage.", "Rage is back.").as_deref(),
+            Some("Rabies")
+        );
+        // Rendered otherwise: nothing shows where, so nothing is kept.
+        assert_eq!(
+            start(french, "According to the Chained Duck, rabies was found."),
+            None
+        );
     }
 
     #[test]

@@ -26,6 +26,23 @@ pub(super) fn normalised_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words of [`normalised_words`] with the byte range each takes in `text`.
+pub(super) fn normalised_word_spans(text: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                spans.push((s..i, fold(&text[s..i])));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    spans
+}
+
 /// Word tokens with their byte offsets.
 pub(super) fn tokens(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();

@@ -404,12 +404,10 @@ impl Request<'_> {
                         qualified_months: fidelity::qualified_months(source),
                         decimals: fidelity::decimal_forms(source),
                     }),
-                    // The words before the first wrong fact are kept (a wrong date given
-                    // its right form), so that the model takes the path it took up to
-                    // there, and goes on under the constraint.
-                    reply_start: facts_wrong
-                        .then(|| fidelity::repair_start(&best, &findings))
-                        .flatten(),
+                    // The words before the first wrong fact or glossary term are kept (a
+                    // wrong date or term given its right form), so that the model takes the
+                    // path it took up to there, and goes on (under the constraint).
+                    reply_start: fidelity::repair_start(&best, &findings, self.glossary),
                     context: self.context.to_vec(),
                 };
                 let Some(output) = self.send_guided(source, &guidance)? else {
