@@ -138,7 +138,10 @@ impl Attention {
     }
 
     /// Attention of `xs` over `keys`/`values` (already split into heads), with an additive
-    /// mask broadcast over (batch, heads, query, key).
+    /// mask broadcast over (key groups, heads, query, key). `keys` may hold fewer groups than
+    /// `xs` has rows: consecutive queries then share a group (the beams of one source share
+    /// its cross-attention keys), each query computed as if alone, since a score is one dot
+    /// product whichever rows stand beside it.
     fn attend(
         &self,
         xs: &Tensor,
@@ -147,7 +150,9 @@ impl Attention {
         mask: Option<&Tensor>,
     ) -> Result<Tensor, InferError> {
         let (b, len, d) = xs.dims3()?;
-        let q = self.split_heads(&(self.q_proj.forward(xs)? * self.scaling)?)?;
+        let groups = keys.dim(0)?;
+        let q = (self.q_proj.forward(xs)? * self.scaling)?;
+        let q = self.split_heads(&q.reshape((groups, b * len / groups, d))?)?;
         let scores = q.matmul(&keys.t()?)?;
         let scores = match mask {
             Some(mask) => scores.broadcast_add(mask)?,
@@ -215,9 +220,13 @@ pub struct Encoded {
 pub struct DecoderState {
     /// Per layer: self-attention keys and values so far, (rows, heads, steps, head_dim).
     self_kv: Vec<Option<(Tensor, Tensor)>>,
-    /// Per layer: cross-attention keys and values of each row's source, computed once.
+    /// Per layer: cross-attention keys and values of each source still decoded, computed
+    /// once and shared by its rows: (sources, heads, source_len, head_dim).
     cross_kv: Vec<(Tensor, Tensor)>,
+    /// (sources, 1, 1, source_len)
     cross_mask: Tensor,
+    /// Beam width: a source's rows stand together, in source order.
+    rows_per_source: usize,
     rows: usize,
     steps: usize,
 }
@@ -233,22 +242,45 @@ impl DecoderState {
     }
 
     /// Keeps rows in the given order: new row `i` is old row `rows[i]`. Beam search uses it to
-    /// follow the surviving hypotheses, and to drop the rows of finished sources.
+    /// follow the surviving hypotheses, and to drop the rows of finished sources. A source's
+    /// rows must stay together, taken from that source's rows: the cross-attention keys and
+    /// values are kept per source, and copied only when a source leaves.
     pub fn select_rows(&mut self, rows: &[u32]) -> Result<(), InferError> {
-        let device = self.cross_mask.device().clone();
-        let index = Tensor::from_slice(rows, rows.len(), &device)?;
         let identity =
             rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| r == i as u32);
         if identity {
             return Ok(());
         }
+        let per_source = self.rows_per_source as u32;
+        let sources: Vec<u32> = rows
+            .chunks(self.rows_per_source)
+            .map(|g| g[0] / per_source)
+            .collect();
+        let grouped = rows.len().is_multiple_of(self.rows_per_source)
+            && rows
+                .chunks(self.rows_per_source)
+                .zip(&sources)
+                .all(|(group, &source)| group.iter().all(|&r| r / per_source == source));
+        if !grouped {
+            return Err(InferError::Config(format!(
+                "decoder rows {rows:?} mix sources ({} rows per source)",
+                self.rows_per_source
+            )));
+        }
+        let device = self.cross_mask.device().clone();
+        let index = Tensor::from_slice(rows, rows.len(), &device)?;
         for kv in self.self_kv.iter_mut().flatten() {
             *kv = (kv.0.index_select(&index, 0)?, kv.1.index_select(&index, 0)?);
         }
-        for kv in &mut self.cross_kv {
-            *kv = (kv.0.index_select(&index, 0)?, kv.1.index_select(&index, 0)?);
+        let same_sources = sources.len() == self.cross_mask.dim(0)?
+            && sources.iter().enumerate().all(|(i, &s)| s == i as u32);
+        if !same_sources {
+            let index = Tensor::from_slice(&sources, sources.len(), &device)?;
+            for kv in &mut self.cross_kv {
+                *kv = (kv.0.index_select(&index, 0)?, kv.1.index_select(&index, 0)?);
+            }
+            self.cross_mask = self.cross_mask.index_select(&index, 0)?;
         }
-        self.cross_mask = self.cross_mask.index_select(&index, 0)?;
         self.rows = rows.len();
         Ok(())
     }
@@ -428,30 +460,20 @@ impl MarianModel {
         encoded: &Encoded,
         rows_per_source: usize,
     ) -> Result<DecoderState, InferError> {
-        let b = encoded.lengths.len();
-        let rows: Vec<u32> = (0..b as u32)
-            .flat_map(|s| std::iter::repeat_n(s, rows_per_source))
-            .collect();
-        let index = Tensor::from_slice(&rows, rows.len(), &self.device)?;
-        let mut cross_kv = Vec::with_capacity(self.decoder_layers.len());
-        for layer in &self.decoder_layers {
-            let (k, v) = layer.cross_attn.keys_values(&encoded.hidden)?;
-            cross_kv.push(if rows_per_source == 1 {
-                (k, v)
-            } else {
-                (k.index_select(&index, 0)?, v.index_select(&index, 0)?)
-            });
+        if rows_per_source == 0 {
+            return Err(InferError::Config("no decoder rows per source".into()));
         }
-        let cross_mask = if rows_per_source == 1 {
-            encoded.mask.clone()
-        } else {
-            encoded.mask.index_select(&index, 0)?
-        };
+        let cross_kv = self
+            .decoder_layers
+            .iter()
+            .map(|layer| layer.cross_attn.keys_values(&encoded.hidden))
+            .collect::<Result<_, _>>()?;
         Ok(DecoderState {
             self_kv: vec![None; self.decoder_layers.len()],
             cross_kv,
-            cross_mask,
-            rows: rows.len(),
+            cross_mask: encoded.mask.clone(),
+            rows_per_source,
+            rows: encoded.lengths.len() * rows_per_source,
             steps: 0,
         })
     }
