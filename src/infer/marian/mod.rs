@@ -11,6 +11,9 @@
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, VarBuilder};
+
+mod self_cache;
+use self_cache::{Ancestry, LayerHistory};
 use serde::Deserialize;
 
 use super::InferError;
@@ -167,6 +170,29 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Self-attention of one new token per row (`xs`: (rows, 1, d_model)) over the row's
+    /// history, to which this token's keys and values are added first: it attends to itself
+    /// and everything before it, so no causal mask is needed.
+    fn attend_history(
+        &self,
+        xs: &Tensor,
+        history: &mut LayerHistory,
+        ancestry: &Ancestry,
+    ) -> Result<Tensor, InferError> {
+        let dims = xs.dims3()?;
+        let flat = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
+        history.push(
+            flat(self.k_proj.forward(xs)?)?,
+            flat(self.v_proj.forward(xs)?)?,
+        );
+        let queries = flat((self.q_proj.forward(xs)? * self.scaling)?)?;
+        let out = history.attend(ancestry, &queries, self.heads);
+        let out = Tensor::from_vec(out, dims, xs.device())?;
+        Ok(self.out_proj.forward(&out)?)
+    }
+}
+
 struct FeedForward {
     fc1: Linear,
     fc2: Linear,
@@ -218,8 +244,10 @@ pub struct Encoded {
 
 /// What the decoder carries from one step to the next, one row per hypothesis.
 pub struct DecoderState {
-    /// Per layer: self-attention keys and values so far, (rows, heads, steps, head_dim).
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer: self-attention keys and values so far, each step's where it was written.
+    self_kv: Vec<LayerHistory>,
+    /// Where each row's history lies in them.
+    ancestry: Ancestry,
     /// Per layer: cross-attention keys and values of each source still decoded, computed
     /// once and shared by its rows: (sources, heads, source_len, head_dim).
     cross_kv: Vec<(Tensor, Tensor)>,
@@ -267,11 +295,8 @@ impl DecoderState {
                 self.rows_per_source
             )));
         }
+        self.ancestry.select_rows(rows);
         let device = self.cross_mask.device().clone();
-        let index = Tensor::from_slice(rows, rows.len(), &device)?;
-        for kv in self.self_kv.iter_mut().flatten() {
-            *kv = (kv.0.index_select(&index, 0)?, kv.1.index_select(&index, 0)?);
-        }
         let same_sources = sources.len() == self.cross_mask.dim(0)?
             && sources.iter().enumerate().all(|(i, &s)| s == i as u32);
         if !same_sources {
@@ -469,7 +494,12 @@ impl MarianModel {
             .map(|layer| layer.cross_attn.keys_values(&encoded.hidden))
             .collect::<Result<_, _>>()?;
         Ok(DecoderState {
-            self_kv: vec![None; self.decoder_layers.len()],
+            self_kv: self
+                .decoder_layers
+                .iter()
+                .map(|_| LayerHistory::default())
+                .collect(),
+            ancestry: Ancestry::default(),
             cross_kv,
             cross_mask: encoded.mask.clone(),
             rows_per_source,
@@ -499,15 +529,11 @@ impl MarianModel {
         }
         let ids = Tensor::from_slice(tokens, (tokens.len(), 1), &self.device)?;
         let mut xs = self.embed(&self.decoder_embed, &ids, state.steps)?;
+        state.ancestry.push_step(state.rows);
         for (i, layer) in self.decoder_layers.iter().enumerate() {
-            let (k, v) = layer.self_attn.keys_values(&xs)?;
-            let (k, v) = match state.self_kv[i].take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            // One new token attends to everything before it: no causal mask needed.
-            let h = layer.self_attn.attend(&xs, &k, &v, None)?;
-            state.self_kv[i] = Some((k, v));
+            let h = layer
+                .self_attn
+                .attend_history(&xs, &mut state.self_kv[i], &state.ancestry)?;
             xs = layer.self_attn_norm.forward(&(h + &xs)?)?;
             let (ck, cv) = &state.cross_kv[i];
             let h = layer
