@@ -9,6 +9,7 @@ use precis::{
     failure::FailureKind,
     fidelity::Glossary,
     files::Target,
+    infer::marian::Precision,
     pipeline::{ArticleJob, Job, TranslatorChoice},
     text::input,
 };
@@ -62,6 +63,10 @@ pub fn article_job(job: Job, args: JobArgs) -> anyhow::Result<ArticleJob> {
         translation_model: args.translation_model,
         model: args.model,
         beams: args.beams.map(|b| b.get()),
+        precision: match args.precision {
+            cli::MarianPrecision::F32 => Precision::F32,
+            cli::MarianPrecision::Int8 => Precision::Int8,
+        },
         batch: args.batch,
         max_tokens: args.max_tokens,
         sentences: args.summary.sentences,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
+use precis::infer::marian::Precision;
 use precis::load::ModelFiles;
 use precis::text::Article;
 use support::fake_hub::resolve_path;
@@ -57,7 +58,7 @@ impl Fixture {
 /// CLI must print exactly that (parity with HF is tests/marian_parity.rs's business).
 fn expected_paragraphs(beams: usize) -> Vec<String> {
     let files = ModelFiles::in_dir(ID, &tiny_dir(), &MARIAN_FILES);
-    let engine = MarianEngine::load(&files, &Device::Cpu).unwrap();
+    let engine = MarianEngine::load(&files, &Device::Cpu, Precision::F32).unwrap();
     let mut search = engine.search_config().clone();
     search.num_beams = beams;
     let paragraphs: [&[&str]; 2] = [

@@ -8,12 +8,13 @@ use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MarianTranslator, MARIAN_FILES};
 use precis::engines::tasks::Translator;
 use precis::engines::StopReason;
+use precis::infer::marian::Precision;
 use precis::load::ModelFiles;
 
 fn engine() -> MarianEngine {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian/tiny");
     let files = ModelFiles::in_dir("tiny-marian", &dir, &MARIAN_FILES);
-    MarianEngine::load(&files, &Device::Cpu).unwrap()
+    MarianEngine::load(&files, &Device::Cpu, Precision::F32).unwrap()
 }
 
 #[test]

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use precis::engines::marian::{MarianEngine, MARIAN_FILES};
 use precis::infer::beam::{EarlyStopping, SearchConfig};
+use precis::infer::marian::Precision;
 use precis::load::ModelFiles;
 use precis::tokenize::MarianTokenizer;
 use serde::Deserialize;
@@ -184,7 +185,7 @@ fn search_for(engine: &MarianEngine, case: &GenerationCase) -> SearchConfig {
 
 /// `greedy`: only the greedy cases (`Some(true)`), only the beam cases, or all.
 fn check_generation(dir: &Path, fixture: &Fixture, greedy: Option<bool>) {
-    let engine = MarianEngine::load(&files(dir), &Device::Cpu).unwrap();
+    let engine = MarianEngine::load(&files(dir), &Device::Cpu, Precision::F32).unwrap();
     let tokenizer = engine.tokenizer();
     let sources: Vec<Vec<u32>> = fixture
         .sentences

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::tasks::{Output, TokenProgress, Translator};
 use super::{EngineError, StopReason};
 use crate::infer::beam::{self, EarlyStopping, Hypothesis, SearchConfig, Seq2SeqDecoder};
-use crate::infer::marian::{DecoderState, MarianConfig, MarianModel};
+use crate::infer::marian::{DecoderState, MarianConfig, MarianModel, Precision};
 use crate::infer::InferError;
 use crate::load::ModelFiles;
 use crate::tokenize::{MarianTokenizer, SpmModel, TokenizeError};
@@ -173,8 +173,13 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EngineErr
 }
 
 impl MarianEngine {
-    /// Loads a model from its files (`name -> path`, names as in [`MARIAN_FILES`]).
-    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, EngineError> {
+    /// Loads a model from its files (`name -> path`, names as in [`MARIAN_FILES`]), its
+    /// matrix products at `precision`.
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, EngineError> {
         let path = |name: &str| super::required(files, name);
         let config_path = path("config.json")?;
         let config: MarianConfig = read_json(config_path)?;
@@ -217,10 +222,11 @@ impl MarianEngine {
                 path: weights.to_path_buf(),
                 source: source.into(),
             })?;
-        let model = MarianModel::load(&config, vb).map_err(|source| EngineError::Model {
-            path: weights.to_path_buf(),
-            source,
-        })?;
+        let model =
+            MarianModel::load(&config, vb, precision).map_err(|source| EngineError::Model {
+                path: weights.to_path_buf(),
+                source,
+            })?;
         Ok(MarianEngine {
             model,
             tokenizer,

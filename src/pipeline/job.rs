@@ -19,6 +19,7 @@ use crate::{
         Embedder, LlmEngine, MarianTranslator,
     },
     fidelity::{Finding, Glossary},
+    infer::marian::Precision,
     interrupt,
     text::Article,
 };
@@ -47,6 +48,8 @@ pub struct ArticleJob {
     pub model: Option<String>,
     /// Marian's beam width; its generation config's when `None`.
     pub beams: Option<usize>,
+    /// Marian's matrix products (`--precision`).
+    pub precision: Precision,
     /// Language-model requests decoded together; the engine's default when `None`.
     pub batch: Option<NonZeroUsize>,
     /// The most tokens the language model may generate in one request.
@@ -160,6 +163,7 @@ impl Engines {
                 &job.translation_model,
                 job.model.as_deref(),
                 job.beams,
+                job.precision,
                 progress,
             )?),
         };

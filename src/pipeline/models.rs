@@ -8,6 +8,7 @@ use super::{PipelineError, Progress};
 use crate::{
     engines::{self, Embedder, LlmEngine, MarianEngine},
     failure,
+    infer::marian::Precision,
     load::{
         catalog::{Architecture, WeightFormat},
         Catalog, ModelSpec, Role, Store,
@@ -42,25 +43,31 @@ pub enum Chosen {
 impl ModelSource<'_> {
     /// Resolves the translator choice. `Auto` takes Marian when its files are cached, or can
     /// be fetched now (one hub attempt: a failure costs one request, not a retry loop), else
-    /// the LLM. `beams` is the width asked for, for the notice.
+    /// the LLM. `beams` is the width asked for, for the notice; `precision`, Marian's.
     pub fn choose_translator(
         &self,
         choice: TranslatorChoice,
         marian_id: &str,
         llm_id: Option<&str>,
         beams: Option<usize>,
+        precision: Precision,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Chosen, PipelineError> {
-        let beams_text =
-            |engine: &MarianEngine| match beams.unwrap_or(engine.search_config().num_beams) {
+        let beams_text = |engine: &MarianEngine| {
+            let search = match beams.unwrap_or(engine.search_config().num_beams) {
                 1 => "greedy".to_string(),
                 n => format!("{n} beams"),
             };
+            match precision {
+                Precision::F32 => search,
+                Precision::Int8 => format!("{search}, int8"),
+            }
+        };
         let mut notice = |message: String| progress(Progress::Notice(message));
         match choice {
             TranslatorChoice::Llm => Ok(Chosen::Llm),
             TranslatorChoice::Marian => {
-                let engine = self.load_marian(marian_id)?;
+                let engine = self.load_marian(marian_id, precision)?;
                 notice(format!(
                     "translating with {marian_id} (Marian, {})",
                     beams_text(&engine)
@@ -86,7 +93,7 @@ impl ModelSource<'_> {
                          {marian_id}` gets it)"
                     ));
                 }
-                match self.load_marian(marian_id) {
+                match self.load_marian(marian_id, precision) {
                     Ok(engine) => {
                         let how = if cached { "cached" } else { "fetched" };
                         notice(format!(
@@ -128,7 +135,11 @@ impl ModelSource<'_> {
     }
 
     /// A Marian model of the catalog, fetched unless cached or offline.
-    pub fn load_marian(&self, id: &str) -> Result<MarianEngine, PipelineError> {
+    pub fn load_marian(
+        &self,
+        id: &str,
+        precision: Precision,
+    ) -> Result<MarianEngine, PipelineError> {
         let spec = self.catalog.get(id)?;
         if spec.architecture != Architecture::Marian {
             return Err(PipelineError::WrongModel(format!(
@@ -137,7 +148,8 @@ impl ModelSource<'_> {
             )));
         }
         let files = self.store.ensure(spec)?;
-        MarianEngine::load(&files, &Device::Cpu).map_err(|source| cannot_load(spec, source))
+        MarianEngine::load(&files, &Device::Cpu, precision)
+            .map_err(|source| cannot_load(spec, source))
     }
 
     /// The generator `id` names, else the catalog's default; fetched on first use.

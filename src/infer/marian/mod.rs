@@ -10,10 +10,14 @@
 //! The model is only the network; choosing tokens is `super::beam`'s job.
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Activation, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Activation, Embedding, LayerNorm, VarBuilder};
 
+mod dense;
 mod self_cache;
+use dense::Dense;
 use self_cache::{Ancestry, LayerHistory};
+
+use crate::infer::kernels::int8::Int8Matrix;
 use serde::Deserialize;
 
 use super::InferError;
@@ -101,23 +105,28 @@ fn sinusoidal_positions(n_pos: usize, dim: usize, device: &Device) -> Result<Ten
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+    q_proj: Dense,
+    k_proj: Dense,
+    v_proj: Dense,
+    out_proj: Dense,
     heads: usize,
     head_dim: usize,
     scaling: f64,
 }
 
 impl Attention {
-    fn new(d_model: usize, heads: usize, vb: VarBuilder) -> Result<Self, InferError> {
+    fn new(
+        d_model: usize,
+        heads: usize,
+        vb: VarBuilder,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
         let head_dim = d_model / heads;
         Ok(Attention {
-            q_proj: candle_nn::linear(d_model, d_model, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(d_model, d_model, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(d_model, d_model, vb.pp("out_proj"))?,
+            q_proj: Dense::load(d_model, d_model, vb.pp("q_proj"), precision)?,
+            k_proj: Dense::load(d_model, d_model, vb.pp("k_proj"), precision)?,
+            v_proj: Dense::load(d_model, d_model, vb.pp("v_proj"), precision)?,
+            out_proj: Dense::load(d_model, d_model, vb.pp("out_proj"), precision)?,
             heads,
             head_dim,
             scaling: (head_dim as f64).powf(-0.5),
@@ -166,7 +175,7 @@ impl Attention {
             .matmul(values)?
             .transpose(1, 2)?
             .reshape((b, len, d))?;
-        Ok(self.out_proj.forward(&out)?)
+        self.out_proj.forward(&out)
     }
 }
 
@@ -189,22 +198,27 @@ impl Attention {
         let queries = flat((self.q_proj.forward(xs)? * self.scaling)?)?;
         let out = history.attend(ancestry, &queries, self.heads);
         let out = Tensor::from_vec(out, dims, xs.device())?;
-        Ok(self.out_proj.forward(&out)?)
+        self.out_proj.forward(&out)
     }
 }
 
 struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     activation: Activation,
     norm: LayerNorm,
 }
 
 impl FeedForward {
-    fn new(cfg: &MarianConfig, ffn_dim: usize, vb: &VarBuilder) -> Result<Self, InferError> {
+    fn new(
+        cfg: &MarianConfig,
+        ffn_dim: usize,
+        vb: &VarBuilder,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
         Ok(FeedForward {
-            fc1: candle_nn::linear(cfg.d_model, ffn_dim, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(ffn_dim, cfg.d_model, vb.pp("fc2"))?,
+            fc1: Dense::load(cfg.d_model, ffn_dim, vb.pp("fc1"), precision)?,
+            fc2: Dense::load(ffn_dim, cfg.d_model, vb.pp("fc2"), precision)?,
             activation: cfg.activation_function,
             norm: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("final_layer_norm"))?,
         })
@@ -311,6 +325,30 @@ impl DecoderState {
     }
 }
 
+/// How the model's matrix products are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout, as HF transformers computes (what the parity tests check).
+    #[default]
+    F32,
+    /// The linear layers and the output projection with int8 weights and activations,
+    /// quantised per row (`kernels::int8`), as CTranslate2's `int8` computes: faster, and its
+    /// output may differ from f32's where two continuations score alike.
+    Int8,
+}
+
+/// The (tied) output embedding as the next-token logits are computed from it, with
+/// `final_logits_bias`.
+enum OutputProjection {
+    /// (d_model, target_vocab): transposed into its own contiguous copy, which the matrix
+    /// product reads faster than a transposed view (120 MB for opus-mt).
+    F32 {
+        lm_head_t: Tensor,
+        bias: Tensor,
+    },
+    Int8(Int8Matrix),
+}
+
 pub struct MarianModel {
     config: MarianConfig,
     encoder_embed: Embedding,
@@ -318,27 +356,19 @@ pub struct MarianModel {
     positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
-    /// The output projection, (d_model, target_vocab): the (tied) output embedding transposed
-    /// into its own contiguous copy, which the matrix product reads faster than a transposed
-    /// view (120 MB for opus-mt).
-    lm_head_t: Tensor,
-    final_logits_bias: Tensor,
+    output: OutputProjection,
     embed_scale: f64,
     device: Device,
 }
 
 impl MarianModel {
-    /// Builds the model from `MarianMTModel` weights (names as `save_pretrained` writes them).
-    pub fn load(config: &MarianConfig, vb: VarBuilder) -> Result<Self, InferError> {
-        let mut model = Self::load_weights(config, vb)?;
-        // Made once the weights file is unmapped (the var builder is gone), so that the mapped
-        // file and this copy never count together in peak memory.
-        model.lm_head_t = model.lm_head_t.t()?.contiguous()?;
-        Ok(model)
-    }
-
-    /// The model with `lm_head_t` still holding the untransposed output embedding.
-    fn load_weights(config: &MarianConfig, vb: VarBuilder) -> Result<Self, InferError> {
+    /// Builds the model from `MarianMTModel` weights (names as `save_pretrained` writes them),
+    /// its products at `precision`.
+    pub fn load(
+        config: &MarianConfig,
+        vb: VarBuilder,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
         config.check()?;
         let d = config.d_model;
         let model = vb.pp("model");
@@ -374,41 +404,64 @@ impl MarianModel {
         for i in 0..config.encoder_layers {
             let vb = model.pp(format!("encoder.layers.{i}"));
             encoder_layers.push(EncoderLayer {
-                self_attn: Attention::new(d, config.encoder_attention_heads, vb.pp("self_attn"))?,
+                self_attn: Attention::new(
+                    d,
+                    config.encoder_attention_heads,
+                    vb.pp("self_attn"),
+                    precision,
+                )?,
                 self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-                ffn: FeedForward::new(config, config.encoder_ffn_dim, &vb)?,
+                ffn: FeedForward::new(config, config.encoder_ffn_dim, &vb, precision)?,
             });
         }
         let mut decoder_layers = Vec::with_capacity(config.decoder_layers);
         for i in 0..config.decoder_layers {
             let vb = model.pp(format!("decoder.layers.{i}"));
             decoder_layers.push(DecoderLayer {
-                self_attn: Attention::new(d, config.decoder_attention_heads, vb.pp("self_attn"))?,
+                self_attn: Attention::new(
+                    d,
+                    config.decoder_attention_heads,
+                    vb.pp("self_attn"),
+                    precision,
+                )?,
                 self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
                 cross_attn: Attention::new(
                     d,
                     config.decoder_attention_heads,
                     vb.pp("encoder_attn"),
+                    precision,
                 )?,
                 cross_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-                ffn: FeedForward::new(config, config.decoder_ffn_dim, &vb)?,
+                ffn: FeedForward::new(config, config.decoder_ffn_dim, &vb, precision)?,
             });
         }
+        let device = vb.device().clone();
+        // Made once the weights file is unmapped (the var builders are gone), so that the
+        // mapped file and this copy never count together in peak memory.
+        drop((vb, model));
+        let output = match precision {
+            Precision::F32 => OutputProjection::F32 {
+                lm_head_t: lm_head.t()?.contiguous()?,
+                bias: final_logits_bias,
+            },
+            Precision::Int8 => {
+                OutputProjection::Int8(dense::quantize(&lm_head, Some(&final_logits_bias))?)
+            }
+        };
         Ok(MarianModel {
-            positions: sinusoidal_positions(config.max_position_embeddings, d, vb.device())?,
+            positions: sinusoidal_positions(config.max_position_embeddings, d, &device)?,
             config: config.clone(),
             encoder_embed,
             decoder_embed,
             encoder_layers,
             decoder_layers,
-            lm_head_t: lm_head,
-            final_logits_bias,
+            output,
             embed_scale: if config.scale_embedding {
                 (d as f64).sqrt()
             } else {
                 1.0
             },
-            device: vb.device().clone(),
+            device,
         })
     }
 
@@ -544,9 +597,12 @@ impl MarianModel {
         }
         state.steps += 1;
         let hidden = xs.squeeze(1)?;
-        let logits = hidden
-            .matmul(&self.lm_head_t)?
-            .broadcast_add(&self.final_logits_bias)?;
+        let logits = match &self.output {
+            OutputProjection::F32 { lm_head_t, bias } => {
+                hidden.matmul(lm_head_t)?.broadcast_add(bias)?
+            }
+            OutputProjection::Int8(matrix) => dense::int8_product(matrix, &hidden)?,
+        };
         Ok(logits.to_dtype(DType::F32)?)
     }
 }
