@@ -20,7 +20,7 @@ const W_ROWS_ALONE: usize = 4;
 /// The CPU must have AVX2; `stride` must be a multiple of 32.
 #[target_feature(enable = "avx2")]
 pub unsafe fn block_sums(w: &[i8], x: &[i8], stride: usize, sums: &mut [i32]) {
-    debug_assert_eq!(stride % 32, 0);
+    debug_assert!(stride.is_multiple_of(32));
     let (w_rows, m) = (w.len() / stride, x.len() / stride);
     for i in (0..m).step_by(X_ROWS) {
         let r = (m - i).min(X_ROWS);

@@ -550,7 +550,7 @@ mod tests {
         // Every product at ±127 · ±127, over as many columns as a tile's i16 pairs and the i32
         // lanes see: no saturation, no overflow.
         let k = 4096;
-        let sign = |i: usize| if i % k % 3 == 0 { -1.0 } else { 1.0 };
+        let sign = |i: usize| if (i % k).is_multiple_of(3) { -1.0 } else { 1.0 };
         let w: Vec<f32> = (0..2 * k).map(sign).collect();
         let matrix = Int8Matrix::new(&w, 2, k).unwrap();
         let xs: Vec<f32> = (0..5 * k).map(|i| 2.0 * sign(i)).collect();
