@@ -10,7 +10,10 @@ const X_ROWS: usize = 4;
 /// the ones fill 14 of the 16 registers.
 const W_ROWS: usize = 2;
 /// Weight rows of a tile with a single activation row (a one-row product, or the last row of
-/// an odd count): 4 independent sums keep the multipliers busy where 2 would wait on them.
+/// a count that is not a multiple of 4): 4 independent sums a step rather than 2, each loaded
+/// activation vector used 4 times. On a shared 2-core Zen 3 the bench could not tell it from
+/// 1 × 2 tiles (the differences were within the noise); it is kept as the form with the longer
+/// dependency-free chains.
 const W_ROWS_ALONE: usize = 4;
 
 /// [`super::scalar::block_sums`] with AVX2, in register tiles of `X_ROWS` × `W_ROWS` sums
