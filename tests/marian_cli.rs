@@ -56,9 +56,9 @@ impl Fixture {
 
 /// What the library gives for the article's sentences with the same model and search: the
 /// CLI must print exactly that (parity with HF is tests/marian_parity.rs's business).
-fn expected_paragraphs(beams: usize) -> Vec<String> {
+fn expected_paragraphs(beams: usize, precision: Precision) -> Vec<String> {
     let files = ModelFiles::in_dir(ID, &tiny_dir(), &MARIAN_FILES);
-    let engine = MarianEngine::load(&files, &Device::Cpu, Precision::F32).unwrap();
+    let engine = MarianEngine::load(&files, &Device::Cpu, precision).unwrap();
     let mut search = engine.search_config().clone();
     search.num_beams = beams;
     let paragraphs: [&[&str]; 2] = [
@@ -120,7 +120,7 @@ fn translate_with_marian_downloads_from_the_hub_and_translates() {
         .iter()
         .map(|p| p.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(paragraphs, expected_paragraphs(4));
+    assert_eq!(paragraphs, expected_paragraphs(4, Precision::F32));
     let details = translation["details"].as_array().unwrap();
     assert_eq!(details.len(), 2);
     // One request per paragraph: its sentences went as one batch, tokens counted.
@@ -138,7 +138,14 @@ fn translate_with_marian_downloads_from_the_hub_and_translates() {
         .expect_stderr(&format!("translating with {ID} (Marian, greedy)"));
     assert_eq!(fx.hub.total_requests(), before);
     // The text output keeps the article's layout: paragraphs where they were.
-    let expected = Article::parse(ARTICLE).reassemble(&expected_paragraphs(1));
+    let expected = Article::parse(ARTICLE).reassemble(&expected_paragraphs(1, Precision::F32));
+    assert_eq!(run.stdout, format!("{}\n", expected.trim_end()));
+
+    // --precision int8 prints what the library's int8 path gives, and says so.
+    let run = offline.run(&greedy_translate_args(fx.input(), &["--precision", "int8"]));
+    run.expect_code(0)
+        .expect_stderr(&format!("translating with {ID} (Marian, greedy, int8)"));
+    let expected = Article::parse(ARTICLE).reassemble(&expected_paragraphs(1, Precision::Int8));
     assert_eq!(run.stdout, format!("{}\n", expected.trim_end()));
 }
 

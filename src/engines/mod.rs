@@ -6,6 +6,7 @@ pub mod copy_guard;
 pub mod embedder;
 pub mod llm;
 pub mod marian;
+pub mod precision_check;
 pub mod tasks;
 
 pub use crate::infer::{DecodeStats, RepetitionGuard, StopReason};
