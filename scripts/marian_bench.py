@@ -5,7 +5,8 @@ same forced output length, so that the work is identical whatever the weights pr
 
     python scripts/marian_bench.py --model-dir /tmp/opus-mt-fr-en-random
 
-Each engine runs in its own process (so peak RSS is its own), with 2 threads, on 16 FLORES
+precis runs at --precision f32 and int8, CTranslate2 at float32 and int8. Each engine runs in
+its own process (so peak RSS is its own), with 2 threads, on 16 FLORES
 sentences, generating exactly --new-tokens tokens per sentence, beam 1 and beam 4, all
 sentences in one batch, after one warm-up sentence, best of REPEAT runs. Prints a Markdown
 table (tokens/s = generated tokens / wall time, model loading excluded; peak RSS of the
@@ -124,10 +125,12 @@ def main():
 
     rows = []
     for beams in (1, 4):
+        precis_args = [str(precis_bench), str(args.model_dir), str(sentence_file), str(beams),
+                       str(args.new_tokens), str(args.sentences)]
         engines = [
-            ("precis (candle, f32)", [str(precis_bench), str(args.model_dir), str(sentence_file), str(beams),
-                                      str(args.new_tokens), str(args.sentences)]),
-            ("HF transformers (torch, f32)", [sys.executable, __file__, "--model-dir", str(args.model_dir),
+            ("precis (float32)", precis_args + ["f32"]),
+            ("precis (int8)", precis_args + ["int8"]),
+            ("HF transformers (torch, float32)", [sys.executable, __file__, "--model-dir", str(args.model_dir),
                                               "--new-tokens", str(args.new_tokens), "--sentences",
                                               str(args.sentences), "--child", "hf", str(beams)]),
         ]
@@ -152,10 +155,18 @@ def main():
           f"{THREADS} threads, OMP_WAIT_POLICY=PASSIVE; load average at the end {load:.1f}; "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print()
-    print("| beams | engine | tokens/s | seconds | peak RSS (MiB) |")
-    print("|---|---|---|---|---|")
+    # precis against CTranslate2 at the same precision and beams: the targets of the int8 work.
+    ct2_speed = {(beams, name.split("(")[1].rstrip(")")): r["tokens_per_s"]
+                 for beams, name, r in rows if name.startswith("CTranslate2")}
+    print("| beams | engine | tokens/s | seconds | peak RSS (MiB) | vs CTranslate2, same precision |")
+    print("|---|---|---|---|---|---|")
     for beams, name, r in rows:
-        print(f"| {beams} | {name} | {r['tokens_per_s']:.0f} | {r['seconds']:.2f} | {r['peak_rss_mib']:.0f} |")
+        ratio = ""
+        if name.startswith("precis"):
+            peer = ct2_speed.get((beams, name.split("(")[1].rstrip(")")))
+            ratio = f"{r['tokens_per_s'] / peer:.2f}x" if peer else ""
+        print(f"| {beams} | {name} | {r['tokens_per_s']:.0f} | {r['seconds']:.2f} | "
+              f"{r['peak_rss_mib']:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@
 //! The search never touches the model's internals: it sees a [`Seq2SeqDecoder`], which feeds
 //! one token per row and reorders or drops rows when told.
 
+use rayon::prelude::*;
+
 use super::kernels::math::argmax;
 use super::InferError;
 
@@ -259,7 +261,6 @@ fn beam_search(
     let mut live: Vec<usize> = (0..sources).collect();
     let mut cur_len = 1;
     let mut stats = SearchStats::default();
-    let mut scratch = vec![0f32; vocab];
     while !live.is_empty() {
         let last: Vec<u32> = live
             .iter()
@@ -274,19 +275,27 @@ fn beam_search(
         stats.steps += 1;
         stats.row_steps += last.len();
         let hits_max_length = cur_len + 1 >= config.max_length;
+        // The 2k best continuations of every live source, sources in parallel: scoring all
+        // k * vocab of them is most of the search's work, and each source's is its own.
+        let best: Vec<Vec<(f32, usize)>> = live
+            .par_iter()
+            .enumerate()
+            .map(|(slot, &source)| {
+                let mut scratch = vec![0f32; vocab];
+                let mut accumulated: Vec<f32> = Vec::with_capacity(k * vocab);
+                for (b, (_, beam_score)) in beams[source].running.iter().enumerate() {
+                    scratch.copy_from_slice(logits_row(&logits, slot * k + b, vocab)?);
+                    log_softmax(&mut scratch);
+                    process(&mut scratch, cur_len, config);
+                    accumulated.extend(scratch.iter().map(|&lp| lp + beam_score));
+                }
+                Ok(top_k(accumulated.iter().copied().zip(0..), 2 * k))
+            })
+            .collect::<Result<_, InferError>>()?;
         // For every live source: the rows (old row numbers) its next running beams come from.
         let mut next_rows: Vec<u32> = Vec::with_capacity(last.len());
-        for (slot, &source) in live.iter().enumerate() {
+        for ((slot, &source), candidates) in live.iter().enumerate().zip(best) {
             let state = &mut beams[source];
-            // Accumulated scores of all k * vocab continuations.
-            let mut accumulated: Vec<f32> = Vec::with_capacity(k * vocab);
-            for (b, (_, beam_score)) in state.running.iter().enumerate() {
-                scratch.copy_from_slice(logits_row(&logits, slot * k + b, vocab)?);
-                log_softmax(&mut scratch);
-                process(&mut scratch, cur_len, config);
-                accumulated.extend(scratch.iter().map(|&lp| lp + beam_score));
-            }
-            let candidates = top_k(accumulated.iter().copied().zip(0..), 2 * k);
             let mut running = Vec::with_capacity(k);
             let mut from_rows = Vec::with_capacity(k);
             let mut newly_finished = Vec::new();
