@@ -8,8 +8,7 @@
 
 use candle_core::{Device, Tensor};
 use precis::infer::kernels::int8::Int8Matrix;
-use precis::infer::kernels::testing::pseudo_random_bytes;
-use std::time::Instant;
+use precis::infer::kernels::testing::{best_seconds, pseudo_random_bytes};
 
 /// Values in [-1, 1), from deterministic bytes.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -17,18 +16,6 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .into_iter()
         .map(|b| (f32::from(b) - 127.5) / 128.0)
         .collect()
-}
-
-/// The shortest of `runs` timed calls of `f`, in seconds, after one untimed call.
-fn best_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn compare(name: &str, m: usize, n: usize, k: usize) -> candle_core::Result<()> {

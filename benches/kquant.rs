@@ -7,7 +7,7 @@
 //! kernels' own cost.
 
 use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, RowMode, QK_K};
-use precis::infer::kernels::testing::pseudo_random_bytes;
+use precis::infer::kernels::testing::{best_seconds, pseudo_random_bytes};
 use std::time::Instant;
 
 /// Random blocks, with every f16 scale replaced by a small finite one.
@@ -46,17 +46,6 @@ fn read_bandwidth(bytes: &[u8]) -> f64 {
         best = best.min(start.elapsed().as_secs_f64());
     }
     bytes.len() as f64 / best / 1e9
-}
-
-/// The shortest of `runs` timed calls of `f`, in seconds.
-fn best_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
-    (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 /// A prompt-sized product: 512 activation rows through an FFN-sized matrix.

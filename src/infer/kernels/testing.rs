@@ -1,5 +1,6 @@
-//! Deterministic inputs for the kernels' tests and for `benches/kquant.rs`: one xorshift
-//! generator for bytes, and a linear congruential one for values in [-1, 1).
+//! Deterministic inputs for the kernels' tests and for the benches (`benches/kquant.rs`,
+//! `benches/int8.rs`): one xorshift generator for bytes, a linear congruential one for values in
+//! [-1, 1), and the benches' timer.
 
 /// Deterministic pseudo-random bytes (xorshift64), so that failures reproduce and benchmark
 /// runs read the same matrices.
@@ -13,6 +14,19 @@ pub fn pseudo_random_bytes(n: usize, seed: u64) -> Vec<u8> {
             s as u8
         })
         .collect()
+}
+
+/// The shortest of `runs` timed calls of `f`, in seconds, after one untimed call (which pays
+/// for first-touch allocations and thread start): for the benches.
+pub fn best_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..runs)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Activation values in [-3.2, 3.2), from [`pseudo_random_bytes`].

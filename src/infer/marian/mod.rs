@@ -400,17 +400,14 @@ impl MarianModel {
         } else {
             Tensor::zeros((1, config.target_vocab_size()), DType::F32, vb.device())?
         };
+        let attention = |vb: VarBuilder, heads| Attention::new(d, heads, vb, precision);
+        let norm = |vb: &VarBuilder, name| candle_nn::layer_norm(d, 1e-5, vb.pp(name));
         let mut encoder_layers = Vec::with_capacity(config.encoder_layers);
         for i in 0..config.encoder_layers {
             let vb = model.pp(format!("encoder.layers.{i}"));
             encoder_layers.push(EncoderLayer {
-                self_attn: Attention::new(
-                    d,
-                    config.encoder_attention_heads,
-                    vb.pp("self_attn"),
-                    precision,
-                )?,
-                self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+                self_attn: attention(vb.pp("self_attn"), config.encoder_attention_heads)?,
+                self_attn_norm: norm(&vb, "self_attn_layer_norm")?,
                 ffn: FeedForward::new(config, config.encoder_ffn_dim, &vb, precision)?,
             });
         }
@@ -418,20 +415,10 @@ impl MarianModel {
         for i in 0..config.decoder_layers {
             let vb = model.pp(format!("decoder.layers.{i}"));
             decoder_layers.push(DecoderLayer {
-                self_attn: Attention::new(
-                    d,
-                    config.decoder_attention_heads,
-                    vb.pp("self_attn"),
-                    precision,
-                )?,
-                self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-                cross_attn: Attention::new(
-                    d,
-                    config.decoder_attention_heads,
-                    vb.pp("encoder_attn"),
-                    precision,
-                )?,
-                cross_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
+                self_attn: attention(vb.pp("self_attn"), config.decoder_attention_heads)?,
+                self_attn_norm: norm(&vb, "self_attn_layer_norm")?,
+                cross_attn: attention(vb.pp("encoder_attn"), config.decoder_attention_heads)?,
+                cross_attn_norm: norm(&vb, "encoder_attn_layer_norm")?,
                 ffn: FeedForward::new(config, config.decoder_ffn_dim, &vb, precision)?,
             });
         }
