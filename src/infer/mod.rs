@@ -27,6 +27,8 @@ pub enum InferError {
     MissingMetadata(String),
     #[error("inconsistent model hyperparameters: {0}")]
     Config(String),
+    #[error("cannot make int8 weights: {0}")]
+    Int8(#[from] kernels::int8::Int8Error),
     #[error("unsupported architecture `{0}` (expected `qwen2`)")]
     Architecture(String),
     #[error("GGUF tensor `{0}` is missing")]
@@ -49,6 +51,7 @@ impl InferError {
         match self {
             InferError::MissingMetadata(_)
             | InferError::Config(_)
+            | InferError::Int8(_)
             | InferError::Architecture(_)
             | InferError::MissingTensor(_)
             | InferError::Truncated { .. } => FailureKind::ModelCorrupt,

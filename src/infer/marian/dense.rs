@@ -41,17 +41,11 @@ impl Dense {
 pub(super) fn quantize(weight: &Tensor, bias: Option<&Tensor>) -> Result<Int8Matrix, InferError> {
     let (rows, cols) = weight.dims2()?;
     let values = weight.flatten_all()?.to_vec1::<f32>()?;
-    let matrix = Int8Matrix::new(&values, rows, cols).map_err(invalid)?;
-    match bias {
-        Some(bias) => matrix
-            .with_bias(&bias.flatten_all()?.to_vec1::<f32>()?)
-            .map_err(invalid),
-        None => Ok(matrix),
-    }
-}
-
-fn invalid(error: impl std::fmt::Display) -> InferError {
-    InferError::Config(format!("int8 weights: {error}"))
+    let matrix = Int8Matrix::new(&values, rows, cols)?;
+    Ok(match bias {
+        Some(bias) => matrix.with_bias(&bias.flatten_all()?.to_vec1::<f32>()?)?,
+        None => matrix,
+    })
 }
 
 /// `xs · matrixᵀ + bias` over the last dimension of `xs`, whatever its leading ones.

@@ -59,6 +59,13 @@ pub enum Int8Error {
     Bias { rows: usize, got: usize },
 }
 
+impl Int8Error {
+    /// Every one of them is a weight matrix that is not what its model says: a broken file.
+    pub fn kind(&self) -> crate::failure::FailureKind {
+        crate::failure::FailureKind::ModelCorrupt
+    }
+}
+
 /// Rows quantised symmetrically, each with its own scale (`value ≈ q · scale`), stored
 /// `stride` bytes apart.
 #[derive(Debug, Clone)]
