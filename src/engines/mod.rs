@@ -70,15 +70,21 @@ fn required<'a>(files: &'a ModelFiles, name: &str) -> Result<&'a Path, EngineErr
 
 /// The process-wide settings inference depends on; `main` makes them once, at its start,
 /// before any other thread exists (they change the process environment and the allocator):
-/// - the CPU threads: candle 0.11 reads them only from `RAYON_NUM_THREADS` (rayon's global pool,
+/// - the CPU threads: candle 0.11 reads them from `RAYON_NUM_THREADS` (rayon's global pool,
 ///   which runs the f32 matrix products and sizes precis's own team) and `CANDLE_NUM_THREADS`
-///   (candle's pool for quantised products), once, when the first tensor operation runs;
+///   (candle's pool for quantised products). Without `--threads` they are still set, to
+///   candle's default (the physical cores) or the variable the user set: candle reads
+///   `RAYON_NUM_THREADS` at every f32 matrix product and, when it is unset, counts the cores by
+///   reading `/proc/cpuinfo` each time (a fifth of the time of a tiny Marian model, measured);
 /// - glibc's allocator keeps freed large buffers (see `keep_large_allocations`).
 pub fn configure_process(threads: Option<std::num::NonZeroUsize>) {
-    if let Some(threads) = threads {
-        let n = threads.to_string();
-        std::env::set_var("RAYON_NUM_THREADS", &n);
-        std::env::set_var("CANDLE_NUM_THREADS", &n);
+    let n = match threads {
+        Some(threads) => threads.get(),
+        None => candle_core::utils::get_num_threads(),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    if threads.is_some() || std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
     keep_large_allocations();
 }
