@@ -1,4 +1,5 @@
-//! Throughput of the k-quant matrix-vector kernels (`cargo bench --bench kquant`).
+//! Throughput of the quantised matrix-vector kernels (`cargo bench --bench kquant`): the
+//! k-quants, and Q5_0 and Q8_0 (most of the 0.5B model's matrices).
 //!
 //! A decoding step streams every weight once, so the figure that matters is bytes of weights
 //! read per second, next to the machine's memory bandwidth (`scripts/bench.sh` measures it).
@@ -6,14 +7,15 @@
 //! 1.5B model's FFN (rows of 1536 values); a 1 MiB one, which stays in the caches, gives the
 //! kernels' own cost.
 
-use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, RowMode, QK_K};
+use precis::infer::kernels::kquant::{gemm, KQuant, KQuantMatrix, RowMode};
 use precis::infer::kernels::testing::{best_seconds, pseudo_random_bytes};
 use std::time::Instant;
 
 /// Random blocks, with every f16 scale replaced by a small finite one.
 fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
     let block = format.block_bytes();
-    let mut bytes = pseudo_random_bytes(rows * cols / QK_K * block, 0x9E37_79B9_7F4A_7C15);
+    let blocks = rows * cols / format.block_values();
+    let mut bytes = pseudo_random_bytes(blocks * block, 0x9E37_79B9_7F4A_7C15);
     let scale = half::f16::from_f32(0.001).to_le_bytes();
     for b in bytes.chunks_exact_mut(block) {
         match format {
@@ -22,6 +24,7 @@ fn blocks(format: KQuant, rows: usize, cols: usize) -> Vec<u8> {
                 b[2..4].copy_from_slice(&scale);
             }
             KQuant::Q6K => b[208..210].copy_from_slice(&scale),
+            KQuant::Q5_0 | KQuant::Q8_0 => b[0..2].copy_from_slice(&scale),
         }
     }
     bytes
@@ -57,7 +60,7 @@ fn prompt_product(format: KQuant) {
     let best = best_seconds(3, || {
         std::hint::black_box(gemm(&matrix, &x, m, RowMode::Fastest));
     });
-    let block_products = (rows * cols / QK_K * m) as f64;
+    let block_products = (rows * cols / format.block_values() * m) as f64;
     println!(
         "{format:?} gemm {m}x{cols} by {rows}x{cols}: {:.1} ms, {:.2} ns per block product and thread (best of 3)",
         best * 1e3,
@@ -69,14 +72,16 @@ fn prompt_product(format: KQuant) {
 /// cost, which bounds the weight bytes per second it could stream from faster memory.
 fn in_cache_product(format: KQuant) {
     let cols = 1536;
-    let rows = (1 << 20) / (cols / QK_K * format.block_bytes()) / 16 * 16;
+    let row_bytes = cols / format.block_values() * format.block_bytes();
+    let rows = (1 << 20) / row_bytes / 16 * 16;
     let bytes = blocks(format, rows, cols);
     let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
     let best = best_seconds(2000, || {
         std::hint::black_box(gemm(&matrix, &x, 1, RowMode::Fastest));
     });
-    let per_block = best / (rows * cols / QK_K) as f64 * rayon::current_num_threads() as f64;
+    let per_block =
+        best / (rows * cols / format.block_values()) as f64 * rayon::current_num_threads() as f64;
     println!(
         "{format:?} gemv {rows}x{cols} in cache (1 MiB): {:.2} ns per block and thread, at most {:.1} GB/s \
          on these threads (best of 2000)",
@@ -87,13 +92,16 @@ fn in_cache_product(format: KQuant) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    prompt_product(KQuant::Q4K);
-    prompt_product(KQuant::Q6K);
-    in_cache_product(KQuant::Q4K);
-    in_cache_product(KQuant::Q6K);
+    let formats = [KQuant::Q4K, KQuant::Q6K, KQuant::Q5_0, KQuant::Q8_0];
+    for format in formats {
+        prompt_product(format);
+    }
+    for format in formats {
+        in_cache_product(format);
+    }
     let cols = 1536;
-    for format in [KQuant::Q4K, KQuant::Q6K] {
-        let rows = (256 << 20) / (cols / QK_K * format.block_bytes());
+    for format in formats {
+        let rows = (256 << 20) / (cols / format.block_values() * format.block_bytes());
         let bytes = blocks(format, rows, cols);
         let matrix = KQuantMatrix::new(format, rows, cols, &bytes).expect("shape");
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -1,6 +1,6 @@
-//! The k-quant dot products with AVX2 and FMA, and the helpers the AVX-512 ones share.
+//! The dot products with AVX2 and FMA, and the helpers the AVX-512 ones share.
 
-use super::blocks::{BlockQ4K, BlockQ6K, BlockQ8K};
+use super::blocks::{BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 use std::arch::x86_64::*;
 
 /// How far ahead of the block being multiplied the weights are prefetched. The kernels do
@@ -159,4 +159,79 @@ pub unsafe fn dot_q6k<const R: usize>(w: &[BlockQ6K], xs: [&[BlockQ8K]; R]) -> [
         }
     }
     std::array::from_fn(|r| hsum(acc[r]))
+}
+
+/// The 32 values of a Q5_0 block as signed bytes, in order: each nibble with 0xF0 set where
+/// its fifth bit is clear, which is the nibble plus 16 times that bit, minus 16 (ggml's
+/// `bytes_from_nibbles_32` and `bytes_from_bits_32`).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q5_0_values(w: &BlockQ5_0) -> __m256i {
+    let qs = _mm_loadu_si128(w.qs.as_ptr().cast());
+    let nibbles = _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs),
+        _mm256_set1_epi8(0x0F),
+    );
+    // Byte j takes byte j / 8 of the fifth bits, then tests its bit j % 8.
+    let bytes_of_bits = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(i32::from_le_bytes(w.qh)),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes_of_bits, bit), bit);
+    _mm256_or_si256(
+        nibbles,
+        _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)),
+    )
+}
+
+/// The dot product of 32-value blocks with Q8_0 activations: per block, the integer sum of
+/// the signed bytes (`maddubs` multiplies unsigned by signed, so |w| times x with w's sign),
+/// times the two scales, accumulated in eight lanes and summed at the end (ggml's order).
+#[inline(always)]
+unsafe fn dot_32<B, const R: usize>(
+    w: &[B],
+    xs: [&[BlockQ8_0]; R],
+    values: impl Fn(&B) -> __m256i,
+    scale: impl Fn(&B) -> f32,
+) -> [f32; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (b, w) in w.iter().enumerate() {
+        prefetch_ahead(w);
+        let q = values(w);
+        let magnitude = _mm256_sign_epi8(q, q);
+        let d = scale(w);
+        for r in 0..R {
+            let x = &xs[r][b];
+            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            let pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xq, q));
+            let sum = _mm256_madd_epi16(pairs, ones);
+            acc[r] = _mm256_fmadd_ps(
+                _mm256_set1_ps(d * x.d.to_f32()),
+                _mm256_cvtepi32_ps(sum),
+                acc[r],
+            );
+        }
+    }
+    std::array::from_fn(|r| hsum(acc[r]))
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q5_0<const R: usize>(w: &[BlockQ5_0], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    dot_32(w, xs, |w| q5_0_values(w), |w| w.d.to_f32())
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    dot_32(
+        w,
+        xs,
+        |w| _mm256_loadu_si256(w.qs.as_ptr().cast()),
+        |w| w.d.to_f32(),
+    )
 }

@@ -1,11 +1,16 @@
-//! The GGUF k-quant block layouts (`block_q4_K`, `block_q6_K`, `block_q8_K` in ggml), the
-//! matrices made of them, and the Q8_K quantiser of activation rows.
+//! The GGUF block layouts (`block_q4_K`, `block_q6_K`, `block_q8_K`, `block_q5_0`,
+//! `block_q8_0` in ggml), the matrices made of them, and the quantisers of activation rows
+//! (Q8_K for the k-quants, Q8_0 for the 32-value formats).
 
 #[cfg(test)]
 use crate::infer::kernels::testing::pseudo_random_bytes;
 use half::f16;
 
 pub const QK_K: usize = 256;
+
+/// Values per block of the 32-value formats (Q5_0, Q8_0), which llama.cpp's quantiser uses
+/// for the matrices whose rows do not divide into 256 (the 0.5B model's 896 columns).
+pub const QK8_0: usize = 32;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -39,6 +44,27 @@ pub struct BlockQ8K {
     pub(crate) bsums: [i16; QK_K / 16],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ5_0 {
+    pub(crate) d: f16,
+    /// The fifth bit of each value: bit `j` (little-endian) belongs to value `j`.
+    pub(crate) qh: [u8; 4],
+    /// 32 nibbles: byte `j` holds value `j` (low) and value `16 + j` (high). Values are
+    /// stored plus 16.
+    pub(crate) qs: [u8; QK8_0 / 2],
+}
+
+/// A Q8_0 block: a weight format, and the activations' format for Q5_0 and Q8_0 weights.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ8_0 {
+    pub(crate) d: f16,
+    pub(crate) qs: [i8; QK8_0],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
@@ -48,6 +74,8 @@ const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 pub enum KQuant {
     Q4K,
     Q6K,
+    Q5_0,
+    Q8_0,
 }
 
 impl KQuant {
@@ -56,6 +84,8 @@ impl KQuant {
         match dtype {
             GgmlDType::Q4K => Some(Self::Q4K),
             GgmlDType::Q6K => Some(Self::Q6K),
+            GgmlDType::Q5_0 => Some(Self::Q5_0),
+            GgmlDType::Q8_0 => Some(Self::Q8_0),
             _ => None,
         }
     }
@@ -64,11 +94,26 @@ impl KQuant {
         match self {
             Self::Q4K => std::mem::size_of::<BlockQ4K>(),
             Self::Q6K => std::mem::size_of::<BlockQ6K>(),
+            Self::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
+            Self::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
         }
+    }
+
+    /// Values per block.
+    pub fn block_values(self) -> usize {
+        match self {
+            Self::Q4K | Self::Q6K => QK_K,
+            Self::Q5_0 | Self::Q8_0 => QK8_0,
+        }
+    }
+
+    /// Whether the activations go as Q8_K (the k-quants) rather than Q8_0.
+    pub fn takes_q8k(self) -> bool {
+        matches!(self, Self::Q4K | Self::Q6K)
     }
 }
 
-/// A borrowed `rows × cols` weight matrix in a k-quant format, row-major blocks.
+/// A borrowed `rows × cols` weight matrix in one of the formats above, row-major blocks.
 #[derive(Clone, Copy)]
 pub struct KQuantMatrix<'a> {
     pub format: KQuant,
@@ -82,8 +127,8 @@ impl<'a> KQuantMatrix<'a> {
     /// divide into blocks.
     pub fn new(format: KQuant, rows: usize, cols: usize, bytes: &'a [u8]) -> Option<Self> {
         let fits = cols > 0
-            && cols.is_multiple_of(QK_K)
-            && bytes.len() == rows * cols / QK_K * format.block_bytes();
+            && cols.is_multiple_of(format.block_values())
+            && bytes.len() == rows * cols / format.block_values() * format.block_bytes();
         fits.then_some(Self {
             format,
             rows,
@@ -93,7 +138,7 @@ impl<'a> KQuantMatrix<'a> {
     }
 
     fn row_bytes(&self) -> usize {
-        self.cols / QK_K * self.format.block_bytes()
+        self.cols / self.format.block_values() * self.format.block_bytes()
     }
 
     /// The blocks of weight row `row`.
@@ -177,6 +222,34 @@ fn quantize_block(chunk: &[f32]) -> BlockQ8K {
     block
 }
 
+/// Quantises `x` (a multiple of 32 long) to Q8_0 blocks as llama.cpp does on x86 CPUs with
+/// AVX2 (`quantize_row_q8_0`'s AVX branch: the values times `127 / max|x|`, rounded to the
+/// nearest even, and the scale `max|x| / 127` stored as f16). Its portable reference differs
+/// in two roundings (it multiplies by the inverse of the f32 scale and rounds halves away from
+/// zero); the products here are compared with llama.cpp on x86.
+pub fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ8_0> {
+    crate::infer::cpu::vectorized(|| {
+        let mut blocks = Vec::with_capacity(x.len() / QK8_0);
+        for chunk in x.chunks_exact(QK8_0) {
+            blocks.push(quantize_block_q8_0(chunk));
+        }
+        blocks
+    })
+}
+
+#[inline(always)]
+fn quantize_block_q8_0(chunk: &[f32]) -> BlockQ8_0 {
+    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+    BlockQ8_0 {
+        d: f16::from_f32(amax / 127.0),
+        // |v · scale| <= 127: the conversion never saturates (a NaN becomes 0, as in the
+        // saturating conversion llama.cpp's `_mm256_cvtps_epi32` is not; neither occurs in a
+        // model's activations).
+        qs: std::array::from_fn(|i| (chunk[i] * scale).round_ties_even() as i8),
+    }
+}
+
 /// The eight (scale, min) pairs of a Q4_K block (ggml's `get_scale_min_k4`).
 pub(crate) fn q4k_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut scales = [0; 8];
@@ -219,6 +292,34 @@ pub(crate) fn q6k_blocks(n: usize, seed: u64) -> Vec<BlockQ6K> {
             qh: b[128..192].try_into().unwrap(),
             scales: std::array::from_fn(|j| b[192 + j] as i8),
             d: f16::from_f32(0.002 + (i % 3) as f32 * 0.0004),
+        })
+        .collect()
+}
+
+/// [`q4k_blocks`] for Q5_0.
+#[cfg(test)]
+pub(crate) fn q5_0_blocks(n: usize, seed: u64) -> Vec<BlockQ5_0> {
+    let raw = pseudo_random_bytes(n * 20, seed);
+    raw.chunks_exact(20)
+        .enumerate()
+        .map(|(i, b)| BlockQ5_0 {
+            d: f16::from_f32(0.003 + (i % 5) as f32 * 0.0005),
+            qh: b[..4].try_into().unwrap(),
+            qs: b[4..].try_into().unwrap(),
+        })
+        .collect()
+}
+
+/// [`q4k_blocks`] for Q8_0 weights.
+#[cfg(test)]
+pub(crate) fn q8_0_blocks(n: usize, seed: u64) -> Vec<BlockQ8_0> {
+    let raw = pseudo_random_bytes(n * QK8_0, seed);
+    raw.chunks_exact(QK8_0)
+        .enumerate()
+        .map(|(i, b)| BlockQ8_0 {
+            d: f16::from_f32(0.001 + (i % 7) as f32 * 0.0002),
+            // -128 included: the kernels must take the whole range of i8.
+            qs: std::array::from_fn(|j| b[j] as i8),
         })
         .collect()
 }
@@ -284,5 +385,27 @@ mod tests {
             assert_eq!(block.qs, qs);
             assert_eq!(block.d.to_bits(), d.to_bits());
         }
+    }
+
+    #[test]
+    fn q8_0_rounds_as_llama_cpp_does_on_x86() {
+        // A largest magnitude of 127 makes the factor exactly 1: the halves show the rounding
+        // (to even, as `_mm256_round_ps`; ggml's portable `roundf` would give 3, -4, 1).
+        let mut x = [0f32; QK8_0];
+        x[..5].copy_from_slice(&[127.0, 2.5, -3.5, 0.5, -126.4]);
+        let block = quantize_q8_0(&x)[0];
+        assert_eq!(block.qs[..5], [127, 2, -4, 0, -126]);
+        assert_eq!(block.d.to_f32(), f16::from_f32(1.0).to_f32());
+        // The largest magnitude maps to ±127 with its sign; a zero block has scale 0.
+        let x = activations(QK8_0 * 4, 12);
+        for (block, chunk) in quantize_q8_0(&x).iter().zip(x.chunks_exact(QK8_0)) {
+            let i = (0..QK8_0)
+                .max_by(|&a, &b| chunk[a].abs().total_cmp(&chunk[b].abs()))
+                .unwrap();
+            assert_eq!(i32::from(block.qs[i]).abs(), 127);
+            assert_eq!(block.qs[i].signum() as f32, chunk[i].signum());
+        }
+        let zero = quantize_q8_0(&[0.0; QK8_0])[0];
+        assert_eq!((zero.d.to_f32(), zero.qs), (0.0, [0; QK8_0]));
     }
 }

@@ -1,6 +1,6 @@
-//! The portable k-quant dot products: the reference the SIMD kernels are tested against.
+//! The portable dot products: the reference the SIMD kernels are tested against.
 
-use super::blocks::{q4k_scales_mins, BlockQ4K, BlockQ6K, BlockQ8K};
+use super::blocks::{q4k_scales_mins, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Portable Q4_K · Q8_K; the reference the SIMD kernel is tested against.
 pub fn dot_q4k_scalar(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
@@ -55,11 +55,55 @@ pub fn dot_q6k_scalar(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
         .sum()
 }
 
+/// The 32 values of a Q5_0 block, in order.
+pub(crate) fn q5_0_values(w: &BlockQ5_0) -> [i8; 32] {
+    let high = u32::from_le_bytes(w.qh);
+    std::array::from_fn(|j| {
+        let nibble = if j < 16 {
+            w.qs[j] & 0x0F
+        } else {
+            w.qs[j - 16] >> 4
+        };
+        let fifth = ((high >> j) & 1) as u8;
+        (nibble | (fifth << 4)) as i8 - 16
+    })
+}
+
+/// Portable Q5_0 · Q8_0: per block, the integer sum times both scales (ggml's order).
+pub fn dot_q5_0_scalar(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let sum: i32 = q5_0_values(w)
+                .iter()
+                .zip(&x.qs)
+                .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                .sum();
+            w.d.to_f32() * x.d.to_f32() * sum as f32
+        })
+        .sum()
+}
+
+/// Portable Q8_0 · Q8_0.
+pub fn dot_q8_0_scalar(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let sum: i32 =
+                w.qs.iter()
+                    .zip(&x.qs)
+                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                    .sum();
+            w.d.to_f32() * x.d.to_f32() * sum as f32
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::kernels::kquant::blocks::{q4k_blocks, q6k_blocks};
-    use crate::infer::kernels::kquant::blocks::{quantize_q8k, QK_K};
+    use crate::infer::kernels::kquant::blocks::{q4k_blocks, q5_0_blocks, q6k_blocks};
+    use crate::infer::kernels::kquant::blocks::{quantize_q8_0, quantize_q8k, QK_K};
     use crate::infer::kernels::testing::{activations, close};
 
     #[test]
@@ -101,5 +145,25 @@ mod tests {
             }
         }
         assert!(close(dot_q6k_scalar(&w, &x), expected as f32));
+    }
+
+    #[test]
+    fn scalar_q5_0_dot_equals_dequantised_dot() {
+        // Dequantised by ggml's `dequantize_row_q5_0`, value by value.
+        let w = q5_0_blocks(4, 13);
+        let x = quantize_q8_0(&activations(128, 7));
+        let mut expected = 0f64;
+        for (w, x) in w.iter().zip(&x) {
+            let qh = u32::from_le_bytes(w.qh);
+            for j in 0..16 {
+                let x0 = i32::from(w.qs[j] & 0x0F) | ((((qh >> j) << 4) & 0x10) as i32);
+                let x1 = i32::from(w.qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as i32);
+                for (i, q) in [(j, x0), (j + 16, x1)] {
+                    let v = w.d.to_f32() * (q - 16) as f32;
+                    expected += f64::from(v) * f64::from(f32::from(x.qs[i]) * x.d.to_f32());
+                }
+            }
+        }
+        assert!(close(dot_q5_0_scalar(&w, &x), expected as f32));
     }
 }

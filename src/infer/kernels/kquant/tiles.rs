@@ -114,6 +114,7 @@ fn unpack(matrix: &KQuantMatrix, first: usize) -> Vec<TileBlock> {
                     tile.fill_q6k(row, w);
                 }
             }
+            KQuant::Q5_0 | KQuant::Q8_0 => unreachable!("gemm_many takes k-quants only"),
         }
     }
     tiles
@@ -226,8 +227,8 @@ unsafe fn tile_product<const Q6: bool>(tiles: &[TileBlock], xs: &[XBlock]) -> [_
     acc
 }
 
-/// `X W^T` for each matrix, as `kquant::gemm_many`, when `available()` and every matrix's
-/// rows divide into tiles; `None` otherwise. `xq` holds the `m` quantised activation rows,
+/// `X W^T` for each matrix, as `kquant::gemm_many`, when `available()` and every matrix is a
+/// k-quant whose rows divide into tiles; `None` otherwise. `xq` holds the `m` quantised activation rows,
 /// interleaved once for all matrices; every tile of every matrix is a task of one parallel
 /// region.
 pub fn gemm_many(matrices: &[KQuantMatrix], xq: &[&[BlockQ8K]]) -> Option<Vec<Vec<f32>>> {
@@ -235,7 +236,7 @@ pub fn gemm_many(matrices: &[KQuantMatrix], xq: &[&[BlockQ8K]]) -> Option<Vec<Ve
     if !available()
         || matrices
             .iter()
-            .any(|matrix| !matrix.rows.is_multiple_of(TILE_ROWS))
+            .any(|matrix| !matrix.rows.is_multiple_of(TILE_ROWS) || !matrix.format.takes_q8k())
     {
         return None;
     }
@@ -265,6 +266,7 @@ pub fn gemm_many(matrices: &[KQuantMatrix], xq: &[&[BlockQ8K]]) -> Option<Vec<Ve
                 match matrix.format {
                     KQuant::Q4K => tile_product::<false>(&tiles, xs),
                     KQuant::Q6K => tile_product::<true>(&tiles, xs),
+                    KQuant::Q5_0 | KQuant::Q8_0 => unreachable!("gemm_many takes k-quants only"),
                 }
             };
             for (out, sums) in out.iter_mut().zip(sums) {
