@@ -22,18 +22,28 @@ const LOOK_BACK: usize = 48;
 /// Congo", "Bank of England").
 const NAME_JOINERS: &[&str] = &["of", "the", "and", "for", "de", "du", "des", "la", "le"];
 
-/// The runs of `run_words` words a text has, as: the first `run_words - 1` words, then every
-/// word that follows them.
+/// The runs of `run_words` words a text has, spelt as their letters alone: words made one or
+/// split in two spell the same run. Refused "anti-Russian protesters" and "three years old",
+/// qwen2.5-coder-1.5b-instruct wrote "antiRussian protesters" and "three yearsold"; refused
+/// "on a caretaker basis in", the 0.5B model wrote "on acaretakerbasis in". A run is matched
+/// from the start of a written word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRuns {
-    run_words: usize,
-    /// The words that end a run after its first words, each with the length of what a word
-    /// being written must pass before it counts as starting it: 0, or for two words made one,
-    /// the first ("russian" starts "russianprotesters" only as "russianp").
-    next_words: HashMap<Vec<String>, HashSet<(String, usize)>>,
+    /// The runs' letters as a trie: node 0 is the root.
+    children: HashMap<(u32, char), u32>,
+    marks: Vec<RunMark>,
     /// Whether the source has letters of other scripts than Latin: when it has none, neither
     /// may the reply (refused " record", the model wrote "world纪录").
     other_scripts: bool,
+}
+
+/// Where a node of the trie lies in the runs through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RunMark {
+    /// A run's letters end here.
+    ends_run: bool,
+    /// Inside a run's last word: a word still being written that reaches here starts it.
+    in_last_word: bool,
 }
 
 fn is_beyond_latin(c: char) -> bool {
@@ -54,66 +64,81 @@ struct SourceWord {
 impl SourceRuns {
     /// The runs of `run_words` words of `source` (at least 2), names and quotations left out.
     pub fn new(source: &str, run_words: usize) -> Self {
-        let run_words = run_words.max(2);
-        let words = source_words(source);
-        let mut next_words: HashMap<Vec<String>, HashSet<(String, usize)>> = HashMap::new();
-        let mut add = |run: &[SourceWord], folded: Vec<String>, joined_first: usize| {
+        let mut runs = Self {
+            children: HashMap::new(),
+            marks: vec![RunMark::default()],
+            other_scripts: source.chars().any(is_beyond_latin),
+        };
+        for run in source_words(source).windows(run_words.max(2)) {
             let ends_in_name = run.last().is_some_and(|w| w.capitalised);
             if ends_in_name || run.iter().all(|w| w.quoted) || run.iter().all(|w| w.in_name) {
-                return;
+                continue;
             }
-            let (last, first) = folded.split_last().expect("a run has words");
-            next_words
-                .entry(first.to_vec())
-                .or_default()
-                .insert((last.clone(), joined_first));
-        };
-        for run in words.windows(run_words) {
-            add(run, run.iter().map(|w| w.folded.clone()).collect(), 0);
-        }
-        // The same runs with two words made one: refused "anti-Russian protesters" and "three
-        // years old", the model wrote "antiRussian protesters" and "three yearsold".
-        for run in words.windows(run_words + 1) {
-            for joined in 0..run_words {
-                let mut folded: Vec<String> = Vec::with_capacity(run_words);
-                for (i, word) in run.iter().enumerate() {
-                    match folded.last_mut() {
-                        Some(last) if i == joined + 1 => last.push_str(&word.folded),
-                        _ => folded.push(word.folded.clone()),
-                    }
+            let mut node = 0;
+            for (i, word) in run.iter().enumerate() {
+                for c in word.folded.chars() {
+                    node = runs.child_or_new(node, c);
+                    runs.marks[node as usize].in_last_word |= i + 1 == run.len();
                 }
-                let last_joined = joined + 1 == run_words;
-                let joined_first = if last_joined {
-                    run[joined].folded.len()
-                } else {
-                    0
-                };
-                add(run, folded, joined_first);
             }
+            runs.marks[node as usize].ends_run = true;
         }
-        Self {
-            run_words,
-            next_words,
-            other_scripts: source.chars().any(is_beyond_latin),
-        }
+        runs
     }
 
-    /// Whether `words` end with one of the runs, the last of them possibly still being written
-    /// (`open`): then a run whose last word starts with it counts.
-    fn ends_a_run(&self, words: &[String], open: bool) -> bool {
-        let Some(start) = words.len().checked_sub(self.run_words) else {
-            return false;
-        };
-        let (last, first) = words[start..].split_last().expect("a run has words");
-        self.next_words.get(first).is_some_and(|next| {
-            next.iter().any(|(word, joined_first)| {
-                if open {
-                    last.len() > *joined_first && word.starts_with(last.as_str())
-                } else {
-                    word == last
-                }
+    fn child_or_new(&mut self, node: u32, c: char) -> u32 {
+        let next = self.marks.len() as u32;
+        let child = *self.children.entry((node, c)).or_insert(next);
+        if child == next {
+            self.marks.push(RunMark::default());
+        }
+        child
+    }
+
+    /// The nodes reached by the letters of `tail` from the start of each of its words: the
+    /// runs the text may be in the middle of.
+    fn live_nodes(&self, tail: &Tail) -> Vec<u32> {
+        (0..tail.words.len())
+            .filter_map(|start| {
+                tail.words[start..]
+                    .iter()
+                    .flat_map(|word| word.chars())
+                    .try_fold(0, |node, c| self.children.get(&(node, c)).copied())
             })
-        })
+            .collect()
+    }
+
+    /// Whether `piece`, written after a text whose live nodes are `live` and whose last word
+    /// is still being written (`open`) or not, completes a run with a word it ends, or leaves a
+    /// word being written that starts a run's last word ("by antiquated" is no run of "by
+    /// anti-Russian").
+    fn piece_writes_a_run(&self, live: &[u32], open: bool, piece: &str) -> bool {
+        let mark = |node: &u32| self.marks[*node as usize];
+        let mut nodes = live.to_vec();
+        let mut in_word = open;
+        for c in piece.chars() {
+            if !c.is_alphanumeric() {
+                if in_word && nodes.iter().any(|n| mark(n).ends_run) {
+                    return true;
+                }
+                in_word = false;
+                continue;
+            }
+            if !in_word {
+                nodes.push(0);
+                in_word = true;
+            }
+            for c in c.to_lowercase() {
+                nodes.retain_mut(|node| match self.children.get(&(*node, c)) {
+                    Some(&child) => {
+                        *node = child;
+                        true
+                    }
+                    None => false,
+                });
+            }
+        }
+        in_word && nodes.iter().any(|n| mark(n).in_last_word)
     }
 }
 
@@ -179,14 +204,23 @@ impl Tail {
     }
 }
 
-/// Allows a token unless the words it writes complete a run of the source, or start the last
-/// word of one.
+/// Allows a token unless the letters it writes complete a run of the source, or start the
+/// last word of one.
 pub struct AvoidsCopying<'a> {
     tokenizer: &'a GgufTokenizer,
     runs: &'a SourceRuns,
-    /// The tail of the text generated so far, for the `generated` it was read from (its length
-    /// and last token): a refused token has every other token asked after the same text.
-    tail: RefCell<Option<(usize, Option<u32>, Tail)>>,
+    /// What the text generated so far is in the middle of, for the `generated` it was read
+    /// from: a refused token has every other token asked after the same text.
+    live: RefCell<Option<Live>>,
+}
+
+/// The runs a generated text may be in the middle of ([`SourceRuns::live_nodes`]) and whether
+/// its last word is still being written, for the generated tokens that `key` names (their
+/// count and last token).
+struct Live {
+    key: (usize, Option<u32>),
+    nodes: Vec<u32>,
+    open: bool,
 }
 
 impl<'a> AvoidsCopying<'a> {
@@ -194,16 +228,14 @@ impl<'a> AvoidsCopying<'a> {
         Self {
             tokenizer,
             runs,
-            tail: RefCell::new(None),
+            live: RefCell::new(None),
         }
     }
 
-    fn tail_of(&self, generated: &[u32]) -> Tail {
+    fn live_of(&self, generated: &[u32]) -> (Vec<u32>, bool) {
         let key = (generated.len(), generated.last().copied());
-        if let Some((len, last, tail)) = self.tail.borrow().as_ref() {
-            if (*len, *last) == key {
-                return tail.clone();
-            }
+        if let Some(live) = self.live.borrow().as_ref().filter(|live| live.key == key) {
+            return (live.nodes.clone(), live.open);
         }
         let from = generated.len().saturating_sub(LOOK_BACK);
         let mut tail = Tail::default();
@@ -212,8 +244,13 @@ impl<'a> AvoidsCopying<'a> {
         if from > 0 && !tail.words.is_empty() {
             tail.words.remove(0);
         }
-        *self.tail.borrow_mut() = Some((key.0, key.1, tail.clone()));
-        tail
+        let nodes = self.runs.live_nodes(&tail);
+        *self.live.borrow_mut() = Some(Live {
+            key,
+            nodes: nodes.clone(),
+            open: tail.open,
+        });
+        (nodes, tail.open)
     }
 }
 
@@ -226,14 +263,8 @@ impl TokenConstraint for AvoidsCopying<'_> {
         if !piece.chars().any(char::is_alphanumeric) {
             return true;
         }
-        let mut tail = self.tail_of(generated);
-        let before = tail.words.len() - usize::from(tail.open);
-        tail.push_text(&piece);
-        // Every word the piece touched, each as the last word of a run.
-        (before..tail.words.len()).all(|end| {
-            let open = tail.open && end + 1 == tail.words.len();
-            !self.runs.ends_a_run(&tail.words[..=end], open)
-        })
+        let (live, open) = self.live_of(generated);
+        !self.runs.piece_writes_a_run(&live, open, &piece)
     }
 }
 
@@ -392,32 +423,87 @@ mod tests {
         tail.words
     }
 
+    /// Whether `text`, written from scratch, writes one of the runs (its last word still being
+    /// written when it ends in a letter).
+    fn writes(runs: &SourceRuns, text: &str) -> bool {
+        runs.piece_writes_a_run(&[], false, text)
+    }
+
+    /// Whether `piece` writes one of the runs after `before`.
+    fn writes_after(runs: &SourceRuns, before: &str, piece: &str) -> bool {
+        let mut tail = Tail::default();
+        tail.push_text(before);
+        runs.piece_writes_a_run(&runs.live_nodes(&tail), tail.open, piece)
+    }
+
     #[test]
     fn a_run_of_the_source_is_refused_whatever_its_case_and_punctuation() {
         let runs = SourceRuns::new(
             "The summit was extinguished by anti-Russian protesters, coming from Europe.",
             4,
         );
-        assert!(runs.ends_a_run(
-            &words("It was extinguished by Anti Russian protesters"),
-            false
+        assert!(writes(
+            &runs,
+            "It was extinguished by Anti Russian protesters."
         ));
-        assert!(runs.ends_a_run(&words("Russian protesters coming from"), false));
-        assert!(!runs.ends_a_run(&words("Russian protesters who came"), false));
+        assert!(writes(&runs, "Russian protesters coming from."));
+        assert!(!writes(&runs, "Russian protesters who came."));
         // A run may end in a name.
-        assert!(!runs.ends_a_run(&words("protesters coming from Europe"), false));
-        // Two words made one do not get round it.
-        assert!(runs.ends_a_run(&words("extinguished by antiRussian protesters"), false));
-        assert!(runs.ends_a_run(&words("by anti Russianprotesters coming"), false));
-        assert!(runs.ends_a_run(&words("extinguished by anti Russianprot"), true));
+        assert!(!writes(&runs, "protesters coming from Europe."));
+        // Words made one, or one split in two, do not get round it.
+        assert!(writes(&runs, "extinguished by antiRussian protesters."));
+        assert!(writes(&runs, "by anti Russianprotesters coming."));
+        assert!(writes(&runs, "extinguished by anti Russianprot"));
+        assert!(writes(&runs, "by antirussianprotesters"));
+        assert!(writes(&runs, "by anti Russian pro testers."));
         // A word that is the first of two made one is not their start.
-        assert!(!runs.ends_a_run(&words("extinguished by anti Russian"), true));
+        assert!(!writes(&runs, "extinguished by anti Russian"));
         assert!(!runs.other_scripts);
         assert!(SourceRuns::new("Xi said 你好 to the press.", 4).other_scripts);
-        assert!(!runs.ends_a_run(&words("was extinguished by"), false));
+        assert!(!writes(&runs, "was extinguished by."));
         // The last word still being written: refused as soon as it starts the source's.
-        assert!(runs.ends_a_run(&words("by anti Russian prot"), true));
-        assert!(!runs.ends_a_run(&words("by anti Russian dem"), true));
+        assert!(writes(&runs, "by anti Russian prot"));
+        assert!(!writes(&runs, "by anti Russian dem"));
+        // Token by token, as the decoder asks: the run is found across pieces, from the start
+        // of a written word only.
+        assert!(writes_after(&runs, "It was extinguished by", " anti"));
+        assert!(writes_after(&runs, "It was extinguished b", "y anti"));
+        assert!(!writes_after(
+            &runs,
+            "It was extinguished by",
+            " antiquated"
+        ));
+        assert!(writes_after(&runs, "They were by anti Russian", " protest"));
+        assert!(writes_after(
+            &runs,
+            "They were by anti Russian pro",
+            "testers"
+        ));
+        assert!(!writes_after(
+            &runs,
+            "They were nearby anti Russian",
+            " protest"
+        ));
+        assert!(!writes_after(&runs, "They were by anti Russian", " groups"));
+    }
+
+    #[test]
+    fn words_run_together_are_the_same_run() {
+        // The 0.5B model's way round a refused run (summary_cli's article, session 15).
+        let runs = SourceRuns::new(
+            "Locke replaced Allan Johnston on a caretaker basis in February and the team went \
+             unbeaten in his first six games in charge.",
+            7,
+        );
+        assert!(writes(
+            &runs,
+            "Johnston on acaretakerbasis in February and the team went."
+        ));
+        assert!(writes(
+            &runs,
+            "went undefeated in his first six games incharge."
+        ));
+        assert!(!writes(&runs, "went undefeated in his first six matches."));
     }
 
     #[test]
@@ -450,12 +536,12 @@ mod tests {
              The White House saw \"light at the end of the tunnel\" today.",
             4,
         );
-        assert!(!runs.ends_a_run(&words("Russian President Vladimir Putin"), false));
-        assert!(!runs.ends_a_run(&words("Democratic Republic of the Congo"), false));
-        assert!(!runs.ends_a_run(&words("at the end of the tunnel"), false));
-        assert!(!runs.ends_a_run(&words("Putin met the Democratic"), false));
+        assert!(!writes(&runs, "Russian President Vladimir Putin."));
+        assert!(!writes(&runs, "Democratic Republic of the Congo."));
+        assert!(!writes(&runs, "at the end of the tunnel."));
+        assert!(!writes(&runs, "Putin met the Democratic."));
         // A run that goes on past the quotation or the name is the article's wording.
-        assert!(runs.ends_a_run(&words("of the tunnel today"), false));
-        assert!(runs.ends_a_run(&words("Vladimir Putin met the"), false));
+        assert!(writes(&runs, "of the tunnel today."));
+        assert!(writes(&runs, "Vladimir Putin met the."));
     }
 }
