@@ -30,10 +30,14 @@ const TIE_MARGIN: f32 = 0.35;
 /// or mask moves logits by whole units.
 const MAX_MEAN_LOGIT_DIFF: f32 = 0.15;
 
-/// Greedy output must agree with llama.cpp's on at least this many leading tokens: a tie may
-/// part them only after that. (They agree on every token of both fixtures, 97 and 95, as of
-/// fcdcd43; a change that parts them earlier, even on a tie, is worth a look first.)
-const MIN_AGREEING_TOKENS: usize = 64;
+/// Steps of a fixture where our greedy choice may differ from llama.cpp's on a tie. Every step
+/// is compared: where the two part, generation starts again from llama.cpp's tokens. (None
+/// parted until the Q5_0 and Q8_0 kernels of 5477c41, which summed the 0.5B model's products in
+/// ggml's order instead of candle's: at step 20 of `greedy_qwen05.json` llama.cpp's three best
+/// logits lie within 0.05 on the machine that made the fixture and within 0.016 under
+/// llama.cpp on an AVX2 machine, where llama.cpp keeps its token and precis takes the second.
+/// More ties than this is worth a look first.)
+const MAX_TIES: usize = 2;
 
 #[derive(Deserialize)]
 struct Message {
@@ -158,100 +162,100 @@ fn greedy_parity(path: PathBuf, fixture_name: &str) {
     let messages = chat(&fx.messages);
     assert_eq!(engine.encode_chat(&messages).unwrap(), fx.prompt_ids);
 
-    let opts = GenerateOptions {
-        max_new_tokens: fx.generated_ids.len(),
-        repetition: None,
-        ..GenerateOptions::default()
-    };
-    // Our logits for llama.cpp's top 5, step by step.
+    // Our logits for llama.cpp's top 5, step by step. Where our greedy choice parts from
+    // llama.cpp's (on a tie, or the test fails), the step is compared and generation starts
+    // again after llama.cpp's token, given as the start of the reply: every step of the fixture
+    // is compared in llama.cpp's context.
     let mut ours: Vec<Vec<f32>> = Vec::new();
-    let out = engine
-        .generate(&messages, &opts, |ev| {
-            let step = &fx.steps[ev.index];
-            assert_eq!(step.step, ev.index);
-            ours.push(
-                step.top5
-                    .iter()
-                    .map(|&(id, _)| ev.logits[id as usize])
-                    .collect(),
-            );
-            // Past a divergence the two continuations are unrelated.
-            if ev.token == fx.generated_ids[ev.index] {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        })
-        .unwrap();
-
-    let (mut sum, mut count, mut max) = (0f32, 0, 0f32);
-    let mut diverged = None;
-    for (i, (&got, &want)) in out.tokens.iter().zip(&fx.generated_ids).enumerate() {
-        let top5 = &fx.steps[i].top5;
-        for (&(_, theirs), &mine) in top5.iter().zip(&ours[i]) {
-            sum += (theirs - mine).abs();
-            count += 1;
-            max = max.max((theirs - mine).abs());
-        }
-        if got != want {
-            let margin = top5[0].1 - top5[1].1;
-            // Any token llama.cpp scores within the margin of its best is a tie (three-way
-            // ties occur: 14.68 / 14.63 / 14.56 at step 20 of greedy_qwen05.json).
-            let theirs_tied = top5
-                .iter()
-                .any(|&(id, logit)| id == got && top5[0].1 - logit <= TIE_MARGIN);
-            let ours_tied = ours[i]
-                .iter()
-                .zip(top5)
-                .any(|(&mine, &(id, _))| id == got && mine - ours[i][0] <= TIE_MARGIN);
-            let tied = theirs_tied && ours_tied;
-            assert!(
-                tied,
-                "step {i}: generated {got}, llama.cpp {want} with a top-2 margin of {margin}; \
-                 llama.cpp's top 5 {top5:?}, our logits for them {:?}",
-                ours[i]
-            );
-            diverged = Some((i, margin));
-        }
-    }
-    let mean = sum / count as f32;
-    let agreed = out
-        .tokens
-        .iter()
-        .zip(&fx.generated_ids)
-        .take_while(|(got, want)| got == want)
-        .count();
-    eprintln!(
-        "{fixture_name}: {} tokens compared, the first {agreed} as llama.cpp's; \
-         |logit - llama.cpp's| over its top 5: mean {mean}, max {max}; {:?}",
-        out.tokens.len(),
-        out.stats
-    );
-    assert!(mean <= MAX_MEAN_LOGIT_DIFF, "mean logit difference {mean}");
-    assert!(
-        agreed >= MIN_AGREEING_TOKENS,
-        "{fixture_name}: precis agrees with llama.cpp on the first {agreed} tokens, fewer than \
-         {MIN_AGREEING_TOKENS} (of {} in the fixture){}",
-        fx.generated_ids.len(),
-        match diverged {
-            Some((i, margin)) => format!("; parted at step {i} on a tie (margin {margin})"),
-            None => String::new(),
-        }
-    );
-    match diverged {
-        Some((i, margin)) => eprintln!(
-            "{fixture_name}: parted from llama.cpp at step {i} on a tie (margin {margin})"
-        ),
-        None => {
-            assert_eq!(out.tokens, fx.generated_ids);
+    let mut ties: Vec<(usize, f32)> = Vec::new();
+    while ours.len() < fx.generated_ids.len() {
+        let start = ours.len();
+        let given = &fx.generated_ids[..start];
+        let opts = GenerateOptions {
+            max_new_tokens: fx.generated_ids.len() - start,
+            repetition: None,
+            reply_start: (start > 0).then(|| engine.tokenizer().decode(given, false)),
+            ..GenerateOptions::default()
+        };
+        let mut parted = None;
+        let out = engine
+            .generate(&messages, &opts, |ev| {
+                let i = start + ev.index;
+                let step = &fx.steps[i];
+                assert_eq!(step.step, i);
+                ours.push(
+                    step.top5
+                        .iter()
+                        .map(|&(id, _)| ev.logits[id as usize])
+                        .collect(),
+                );
+                if ev.token == fx.generated_ids[i] {
+                    ControlFlow::Continue(())
+                } else {
+                    parted = Some((i, ev.token));
+                    ControlFlow::Break(())
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            out.prompt_ids,
+            [&fx.prompt_ids[..], given].concat(),
+            "{fixture_name}: llama.cpp's first {start} tokens, as text, encode to themselves"
+        );
+        let Some((i, got)) = parted else {
+            assert_eq!(out.tokens, fx.generated_ids[start..]);
             let want_stop = if fx.stopped_on.is_some() {
                 StopReason::EndToken
             } else {
                 StopReason::MaxTokens
             };
             assert_eq!(out.stop, want_stop);
-        }
+            break;
+        };
+        let top5 = &fx.steps[i].top5;
+        let margin = top5[0].1 - top5[1].1;
+        // Any token llama.cpp scores within the margin of its best is a tie (three-way ties
+        // occur: 14.68 / 14.63 / 14.56 at step 20 of greedy_qwen05.json).
+        let theirs_tied = top5
+            .iter()
+            .any(|&(id, logit)| id == got && top5[0].1 - logit <= TIE_MARGIN);
+        let ours_tied = ours[i]
+            .iter()
+            .zip(top5)
+            .any(|(&mine, &(id, _))| id == got && mine - ours[i][0] <= TIE_MARGIN);
+        assert!(
+            theirs_tied && ours_tied,
+            "{fixture_name} step {i}: generated {got}, llama.cpp {} with a top-2 margin of \
+             {margin}; llama.cpp's top 5 {top5:?}, our logits for them {:?}",
+            fx.generated_ids[i],
+            ours[i]
+        );
+        ties.push((i, margin));
     }
+    let diffs: Vec<f32> = ours
+        .iter()
+        .zip(&fx.steps)
+        .flat_map(|(mine, step)| {
+            mine.iter()
+                .zip(&step.top5)
+                .map(|(mine, &(_, theirs))| (mine - theirs).abs())
+        })
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    let max = diffs.iter().copied().fold(0f32, f32::max);
+    eprintln!(
+        "{fixture_name}: {} steps compared; greedy choices as llama.cpp's but on the ties at \
+         {ties:?} (step, llama.cpp's top-2 margin); |logit - llama.cpp's| over its top 5: mean \
+         {mean}, max {max}",
+        ours.len()
+    );
+    assert_eq!(ours.len(), fx.generated_ids.len());
+    assert!(mean <= MAX_MEAN_LOGIT_DIFF, "mean logit difference {mean}");
+    assert!(
+        ties.len() <= MAX_TIES,
+        "{fixture_name}: parted from llama.cpp on {} ties {ties:?}, more than {MAX_TIES}",
+        ties.len()
+    );
 }
 
 #[test]
