@@ -146,10 +146,11 @@ fn abstractive_sentences_carry_their_support() {
     assert_eq!(abstractive["model"], "qwen2.5-coder-0.5b-instruct");
     assert_eq!(abstractive["route"], "whole");
     let text = abstractive["text"].as_str().unwrap();
-    // One candidate per style, perhaps one more with its flagged sentences rewritten; exactly
-    // one chosen, and it is the paragraph reported, its measures with it.
+    // One candidate per style, perhaps one more with its flagged sentences rewritten, and the
+    // same again held to shorter runs when the best of them still copies (the 0.5B model's do
+    // here); exactly one chosen, and it is the paragraph reported, its measures with it.
     let candidates = abstractive["candidates"].as_array().unwrap();
-    assert!((3..=4).contains(&candidates.len()), "{candidates:#?}");
+    assert!((3..=8).contains(&candidates.len()), "{candidates:#?}");
     let chosen: Vec<&Value> = candidates.iter().filter(|c| c["chosen"] == true).collect();
     assert_eq!(chosen.len(), 1, "{candidates:#?}");
     assert_eq!(chosen[0]["text"], abstractive["text"]);

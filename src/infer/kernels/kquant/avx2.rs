@@ -196,16 +196,14 @@ unsafe fn q5_0_values(w: &BlockQ5_0) -> __m256i {
 unsafe fn dot_32<B, const R: usize>(
     w: &[B],
     xs: [&[BlockQ8_0]; R],
-    values: impl Fn(&B) -> __m256i,
-    scale: impl Fn(&B) -> f32,
+    values_and_scale: impl Fn(&B) -> (__m256i, f32),
 ) -> [f32; R] {
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for (b, w) in w.iter().enumerate() {
         prefetch_ahead(w);
-        let q = values(w);
+        let (q, d) = values_and_scale(w);
         let magnitude = _mm256_sign_epi8(q, q);
-        let d = scale(w);
         for r in 0..R {
             let x = &xs[r][b];
             let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
@@ -223,15 +221,12 @@ unsafe fn dot_32<B, const R: usize>(
 
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_q5_0<const R: usize>(w: &[BlockQ5_0], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
-    dot_32(w, xs, |w| q5_0_values(w), |w| w.d.to_f32())
+    dot_32(w, xs, |w| (q5_0_values(w), w.d.to_f32()))
 }
 
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
-    dot_32(
-        w,
-        xs,
-        |w| _mm256_loadu_si256(w.qs.as_ptr().cast()),
-        |w| w.d.to_f32(),
-    )
+    dot_32(w, xs, |w| {
+        (_mm256_loadu_si256(w.qs.as_ptr().cast()), w.d.to_f32())
+    })
 }
