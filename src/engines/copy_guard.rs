@@ -232,10 +232,16 @@ impl<'a> AvoidsCopying<'a> {
         }
     }
 
-    fn live_of(&self, generated: &[u32]) -> (Vec<u32>, bool) {
+    /// Reads the live runs of `generated` into `self.live`, unless they are there already.
+    fn read_live(&self, generated: &[u32]) {
         let key = (generated.len(), generated.last().copied());
-        if let Some(live) = self.live.borrow().as_ref().filter(|live| live.key == key) {
-            return (live.nodes.clone(), live.open);
+        if self
+            .live
+            .borrow()
+            .as_ref()
+            .is_some_and(|live| live.key == key)
+        {
+            return;
         }
         let from = generated.len().saturating_sub(LOOK_BACK);
         let mut tail = Tail::default();
@@ -244,13 +250,11 @@ impl<'a> AvoidsCopying<'a> {
         if from > 0 && !tail.words.is_empty() {
             tail.words.remove(0);
         }
-        let nodes = self.runs.live_nodes(&tail);
         *self.live.borrow_mut() = Some(Live {
             key,
-            nodes: nodes.clone(),
+            nodes: self.runs.live_nodes(&tail),
             open: tail.open,
         });
-        (nodes, tail.open)
     }
 }
 
@@ -263,8 +267,10 @@ impl TokenConstraint for AvoidsCopying<'_> {
         if !piece.chars().any(char::is_alphanumeric) {
             return true;
         }
-        let (live, open) = self.live_of(generated);
-        !self.runs.piece_writes_a_run(&live, open, &piece)
+        self.read_live(generated);
+        let live = self.live.borrow();
+        let live = live.as_ref().expect("just read");
+        !self.runs.piece_writes_a_run(&live.nodes, live.open, &piece)
     }
 }
 

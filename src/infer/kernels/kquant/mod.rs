@@ -47,10 +47,15 @@ trait KernelBlock: Copy {
     /// The block format of the activations it is multiplied with.
     type X: Copy;
     fn dot_scalar(w: &[Self], x: &[Self::X]) -> f32;
+    /// The AVX2 kernel unless the format has one of its own: the 32-value formats do a block's
+    /// work in one 256-bit register (their results are then the same on both levels).
+    ///
     /// # Safety
     /// The CPU must have AVX-512 F and BW.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[Self::X]; R]) -> [f32; R];
+    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[Self::X]; R]) -> [f32; R] {
+        Self::dot_avx2(w, xs)
+    }
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
@@ -87,16 +92,10 @@ impl KernelBlock for BlockQ6K {
     }
 }
 
-// The 32-value formats do a block's work in one 256-bit register: AVX-512 CPUs run the AVX2
-// kernels (their results are then the same on both levels).
 impl KernelBlock for BlockQ5_0 {
     type X = BlockQ8_0;
     fn dot_scalar(w: &[Self], x: &[BlockQ8_0]) -> f32 {
         dot_q5_0_scalar(w, x)
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
-        avx2::dot_q5_0(w, xs)
     }
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(w: &[Self], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
@@ -108,10 +107,6 @@ impl KernelBlock for BlockQ8_0 {
     type X = BlockQ8_0;
     fn dot_scalar(w: &[Self], x: &[BlockQ8_0]) -> f32 {
         dot_q8_0_scalar(w, x)
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(w: &[Self], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
-        avx2::dot_q8_0(w, xs)
     }
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(w: &[Self], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
