@@ -15,8 +15,10 @@
 
 use std::sync::OnceLock;
 
-/// What this CPU runs, each level including the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What this CPU runs, each level including the ones below it. `--format json` reports it
+/// (`timings.cpu_level`): speed, and where two levels sum in another order the text, depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CpuLevel {
     /// Plain Rust only (other architectures, x86 without AVX2 and FMA).
     Portable,
@@ -26,6 +28,13 @@ pub enum CpuLevel {
     Avx512,
     /// AVX-512 VNNI besides.
     Avx512Vnni,
+}
+
+/// A run's level is its process's.
+impl Default for CpuLevel {
+    fn default() -> Self {
+        level()
+    }
 }
 
 /// The level every kernel of this process runs at.

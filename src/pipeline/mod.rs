@@ -14,6 +14,7 @@ use crate::{
     },
     failure::FailureKind,
     fidelity::{Finding, Glossary},
+    infer::cpu::CpuLevel,
     interrupt,
 };
 
@@ -158,6 +159,9 @@ pub struct Timings {
     /// Memory of the language model's KV caches after the article: one per sequence decoded
     /// together, each kept for the prompt prefix the next request shares.
     pub kv_cache_mib: f64,
+    /// The kernels' CPU level (`portable`, `avx2`, `avx512`, `avx512-vnni`), detected or held
+    /// by `PRECIS_KQUANT`.
+    pub cpu_level: CpuLevel,
 }
 
 impl Timings {
