@@ -1,5 +1,4 @@
-//! The integer sums with AVX2. No AVX-512 or VNNI form: this one serves those CPUs too (their
-//! level includes AVX2), and a wider one would want a machine that has them to be tested on.
+//! The integer sums with AVX2, for CPUs without AVX-512 VNNI (`vnni.rs` serves those).
 
 use std::arch::x86_64::*;
 

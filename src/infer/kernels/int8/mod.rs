@@ -10,21 +10,24 @@
 //! on each side (the tests bound it).
 //!
 //! The files: this one (the matrix, the quantisation, the product split into tasks on rayon's
-//! pool and the dispatch on `cpu::level`), `avx2.rs` (the integer sums in register tiles) and
-//! `scalar.rs` (the portable reference, which the AVX2 sums equal exactly). The sums are
-//! integers, so every level gives the same sums whatever its order of additions, and the step
-//! to f32 is one shared loop: every level gives the same bits.
+//! pool and the dispatch on `cpu::level`), `vnni.rs` and `avx2.rs` (the integer sums in
+//! register tiles, with AVX-512 VNNI and with AVX2) and `scalar.rs` (the portable reference,
+//! which the others equal exactly). The sums are integers, so every level gives the same sums
+//! whatever its order of additions, and the step to f32 is one shared loop: every level gives
+//! the same bits.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 use crate::infer::cpu::{self, CpuLevel};
 use rayon::prelude::*;
 
-/// Rows are stored padded with zeros to a multiple of this many columns: the AVX2 loop takes 32
-/// bytes a step and needs no tail, and the zeros add nothing to the sums.
-pub const COLUMN_MULTIPLE: usize = 32;
+/// Rows are stored padded with zeros to a multiple of this many columns: the VNNI loop takes 64
+/// bytes a step (AVX2's 32) and needs no tail, and the zeros add nothing to the sums.
+pub const COLUMN_MULTIPLE: usize = 64;
 
 /// The most columns a product may have: every sum of up to 127 · 127 per column must fit an
 /// i32.
@@ -83,6 +86,8 @@ pub struct Int8Matrix {
     /// `cols` rounded up to [`COLUMN_MULTIPLE`].
     stride: usize,
     weights: QuantRows,
+    /// `Σ_k q[j][k]` of each quantised weight row, which the VNNI kernel needs.
+    row_sums: Vec<i32>,
     bias: Option<Vec<f32>>,
 }
 
@@ -120,12 +125,17 @@ impl Int8Matrix {
             .zip(weights.par_chunks(cols))
             .zip(scales.par_iter_mut())
             .for_each(|((q, w), scale)| *scale = quantize_row(w, q));
+        let row_sums = data
+            .par_chunks(stride)
+            .map(|q| q.iter().map(|&q| i32::from(q)).sum())
+            .collect();
         let weights = QuantRows { data, scales };
         Ok(Self {
             rows,
             cols,
             stride,
             weights,
+            row_sums,
             bias: None,
         })
     }
@@ -210,8 +220,9 @@ impl Int8Matrix {
             let first = t * block;
             let w_rows = outs[0].len();
             let w = &self.weights.data[first * stride..(first + w_rows) * stride];
+            let w_sums = &self.row_sums[first..first + w_rows];
             let mut sums = vec![0i32; outs.len() * w_rows];
-            block_sums(level, w, &x.data, stride, &mut sums);
+            block_sums(level, w, w_sums, &x.data, stride, &mut sums);
             let w_scales = &self.weights.scales[first..first + w_rows];
             let bias = self.bias.as_deref().map(|b| &b[first..first + w_rows]);
             for ((out, sums), sx) in outs
@@ -272,9 +283,23 @@ fn quantize_row(values: &[f32], q: &mut [i8]) -> f32 {
     scale
 }
 
-/// The integer sums of `scalar::block_sums` at `level`.
+/// The integer sums of `scalar::block_sums` at `level`, for the weight rows `w` whose sums are
+/// `w_sums`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn block_sums(level: CpuLevel, w: &[i8], x: &[i8], stride: usize, sums: &mut [i32]) {
+fn block_sums(
+    level: CpuLevel,
+    w: &[i8],
+    w_sums: &[i32],
+    x: &[i8],
+    stride: usize,
+    sums: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if level >= CpuLevel::Avx512Vnni {
+        // SAFETY: the level includes AVX-512 F and VNNI; rows are padded to a multiple of 64
+        // bytes.
+        return unsafe { vnni::block_sums(w, w_sums, x, stride, sums) };
+    }
     #[cfg(target_arch = "x86_64")]
     if level >= CpuLevel::Avx2 {
         // SAFETY: the level includes AVX2; rows are padded to a multiple of 32 bytes.
@@ -307,51 +332,55 @@ mod tests {
         out
     }
 
-    /// Whether this CPU lacks AVX2, said on stderr for `test` (a fact of this CPU, not a missing
-    /// model: written directly, as the test harness does not capture stderr that way).
-    fn lacks_avx2(test: &str) -> bool {
-        if cpu::level() >= CpuLevel::Avx2 {
-            return false;
+    /// The SIMD levels whose kernels this CPU runs; the others are said on stderr for `test`
+    /// (a fact of this CPU, not a missing model: written directly, as the test harness does
+    /// not capture stderr that way).
+    fn simd_levels(test: &str) -> Vec<CpuLevel> {
+        let (run, lacking): (Vec<CpuLevel>, Vec<CpuLevel>) = [CpuLevel::Avx2, CpuLevel::Avx512Vnni]
+            .into_iter()
+            .partition(|level| *level <= cpu::level());
+        if !lacking.is_empty() {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{test}: this CPU lacks {lacking:?}, so precis does not use those int8 kernels here"
+            );
         }
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "skipped {test}: this CPU lacks AVX2, so precis does not use the AVX2 int8 kernel here"
-        );
-        true
+        run
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn avx2_sums_equal_scalar_sums_for_every_tile_shape() {
-        if lacks_avx2("avx2_sums_equal_scalar_sums_for_every_tile_shape") {
-            return;
-        }
-        let stride = 96;
+    fn simd_sums_equal_scalar_sums_for_every_tile_shape() {
+        let stride = 192;
         let bytes = |n: usize, seed: u64| -> Vec<i8> {
             let random = crate::infer::kernels::testing::pseudo_random_bytes(n, seed);
             random.into_iter().map(|b| (b as i8).max(-127)).collect()
         };
-        // Every remainder of the 4 × 2 and 1 × 4 tiles, in activation and weight rows.
+        let levels = simd_levels("simd_sums_equal_scalar_sums_for_every_tile_shape");
+        // Every remainder of the 4 × 2, 4 × 4, 1 × 4 and 1 × 8 tiles, in activation and weight
+        // rows, with bytes at -127 and 127 among them.
         for m in 1..=9 {
-            for w_rows in 1..=9 {
-                let w = bytes(w_rows * stride, (m * 10 + w_rows) as u64);
-                let x = bytes(m * stride, (m * 100 + w_rows) as u64);
+            for w_rows in 1..=17 {
+                let w = bytes(w_rows * stride, (m * 100 + w_rows) as u64);
+                let x = bytes(m * stride, (m * 1000 + w_rows) as u64);
+                let w_sums: Vec<i32> = w
+                    .chunks_exact(stride)
+                    .map(|row| row.iter().map(|&q| i32::from(q)).sum())
+                    .collect();
                 let mut scalar = vec![0; m * w_rows];
-                let mut avx2 = vec![0; m * w_rows];
                 scalar::block_sums(&w, &x, stride, &mut scalar);
-                // SAFETY: the CPU has AVX2 (checked above); the stride is a multiple of 32.
-                unsafe { avx2::block_sums(&w, &x, stride, &mut avx2) };
-                assert_eq!(avx2, scalar, "{m} by {w_rows} rows");
+                for &level in &levels {
+                    let mut simd = vec![0; m * w_rows];
+                    block_sums(level, &w, &w_sums, &x, stride, &mut simd);
+                    assert_eq!(simd, scalar, "{level:?}: {m} by {w_rows} rows");
+                }
             }
         }
     }
 
     #[test]
-    fn avx2_products_equal_the_scalar_reference_bit_for_bit() {
-        if lacks_avx2("avx2_products_equal_the_scalar_reference_bit_for_bit") {
-            return;
-        }
+    fn simd_products_equal_the_scalar_reference_bit_for_bit() {
+        let levels = simd_levels("simd_products_equal_the_scalar_reference_bit_for_bit");
         let mut seed = 1;
         for (n, k) in [(1, 1), (5, 31), (37, 77), (129, 300), (64, 1000), (9, 2048)] {
             seed += 1;
@@ -363,13 +392,15 @@ mod tests {
                 let xs = values(m * k, seed * 7 + m as u32);
                 for matrix in [&plain, &biased] {
                     let scalar = product_at(matrix, &xs, m, CpuLevel::Portable);
-                    let avx2 = product_at(matrix, &xs, m, CpuLevel::Avx2);
-                    for (i, (a, s)) in avx2.iter().zip(&scalar).enumerate() {
-                        assert_eq!(
-                            a.to_bits(),
-                            s.to_bits(),
-                            "{m}×{k} by {n}×{k}, {i}: {a} vs {s}"
-                        );
+                    for &level in &levels {
+                        let simd = product_at(matrix, &xs, m, level);
+                        for (i, (a, s)) in simd.iter().zip(&scalar).enumerate() {
+                            assert_eq!(
+                                a.to_bits(),
+                                s.to_bits(),
+                                "{level:?}: {m}×{k} by {n}×{k}, {i}: {a} vs {s}"
+                            );
+                        }
                     }
                 }
             }
@@ -561,7 +592,10 @@ mod tests {
         let w: Vec<f32> = (0..2 * k).map(sign).collect();
         let matrix = Int8Matrix::new(&w, 2, k).unwrap();
         let xs: Vec<f32> = (0..5 * k).map(|i| 2.0 * sign(i)).collect();
-        for level in [CpuLevel::Portable, cpu::level()] {
+        for level in [CpuLevel::Portable, CpuLevel::Avx2, cpu::level()] {
+            if level > cpu::level() {
+                continue;
+            }
             let out = product_at(&matrix, &xs, 5, level);
             let full = (k as f32) * (1.0 / 127.0) * (2.0 / 127.0) * 127.0 * 127.0;
             for o in out {
