@@ -358,9 +358,8 @@ struct Decoder<'a> {
 }
 
 impl Seq2SeqDecoder for Decoder<'_> {
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
-        let logits = self.model.decode_step(&mut self.state, tokens)?;
-        Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+    fn step(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), InferError> {
+        self.model.decode_step(&mut self.state, tokens, logits)
     }
 
     fn select_rows(&mut self, rows: &[u32]) -> Result<(), InferError> {

@@ -95,9 +95,9 @@ fn forced_logits(
     tokens
         .iter()
         .map(|&token| {
-            let logits = model
-                .decode_step(&mut state, &[token])
-                .and_then(|l| Ok(l.flatten_all()?.to_vec1::<f32>()?))
+            let mut logits = Vec::new();
+            model
+                .decode_step(&mut state, &[token], &mut logits)
                 .map_err(EngineError::Generate)?;
             Ok(logits)
         })

@@ -24,8 +24,9 @@ use super::InferError;
 
 /// A decoder whose rows (hypotheses) the search steers.
 pub trait Seq2SeqDecoder {
-    /// Feeds one token per row; returns the next-token logits, row after row.
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError>;
+    /// Feeds one token per row; writes the next-token logits into `logits`, row after row
+    /// (the search passes the same buffer at every step).
+    fn step(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), InferError>;
     /// Keeps rows in this order: new row `i` is old row `rows[i]`.
     fn select_rows(&mut self, rows: &[u32]) -> Result<(), InferError>;
     fn vocab_size(&self) -> usize;
@@ -143,8 +144,9 @@ fn greedy(
     let mut last: Vec<u32> = vec![config.decoder_start_token_id; sources];
     let mut cur_len = 1;
     let mut stats = SearchStats::default();
+    let mut logits = Vec::new();
     while !live.is_empty() && cur_len < config.max_length {
-        let logits = decoder.step(&last)?;
+        decoder.step(&last, &mut logits)?;
         stats.steps += 1;
         stats.row_steps += live.len();
         let mut keep = Vec::with_capacity(live.len());
@@ -259,6 +261,7 @@ fn beam_search(
         .collect();
     // Sources whose rows are still in the decoder, in row order (k rows each).
     let mut live: Vec<usize> = (0..sources).collect();
+    let mut logits = Vec::new();
     let mut cur_len = 1;
     let mut stats = SearchStats::default();
     while !live.is_empty() {
@@ -271,7 +274,7 @@ fn beam_search(
                     .map(|(t, _)| t.last().copied().unwrap_or(config.decoder_start_token_id))
             })
             .collect();
-        let logits = decoder.step(&last)?;
+        decoder.step(&last, &mut logits)?;
         stats.steps += 1;
         stats.row_steps += last.len();
         let hits_max_length = cur_len + 1 >= config.max_length;
@@ -407,14 +410,14 @@ mod tests {
     }
 
     impl<F: Fn(&[u32]) -> Vec<f32>> Seq2SeqDecoder for Scripted<F> {
-        fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferError> {
+        fn step(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), InferError> {
             assert_eq!(tokens.len(), self.rows.len());
-            let mut out = Vec::new();
+            out.clear();
             for (row, &t) in self.rows.iter_mut().zip(tokens) {
                 row.push(t);
                 out.extend((self.logits)(row));
             }
-            Ok(out)
+            Ok(())
         }
         fn select_rows(&mut self, rows: &[u32]) -> Result<(), InferError> {
             self.rows = rows

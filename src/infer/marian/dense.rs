@@ -50,8 +50,20 @@ pub(super) fn quantize(weight: &Tensor, bias: Option<&Tensor>) -> Result<Int8Mat
 
 /// `xs · matrixᵀ + bias` over the last dimension of `xs`, whatever its leading ones.
 pub(super) fn int8_product(matrix: &Int8Matrix, xs: &Tensor) -> Result<Tensor, InferError> {
+    let mut out = Vec::new();
+    int8_product_into(matrix, xs, &mut out)?;
     let mut shape = xs.dims().to_vec();
-    let cols = shape.last().copied().unwrap_or(0);
+    *shape.last_mut().expect("a dimension") = matrix.rows();
+    Ok(Tensor::from_vec(out, shape, xs.device())?)
+}
+
+/// [`int8_product`] into `out`, row-major, resized to fit (its allocation reused).
+pub(super) fn int8_product_into(
+    matrix: &Int8Matrix,
+    xs: &Tensor,
+    out: &mut Vec<f32>,
+) -> Result<(), InferError> {
+    let cols = xs.dims().last().copied().unwrap_or(0);
     if cols != matrix.cols() {
         return Err(InferError::Config(format!(
             "an input of {cols} features for a layer of {}",
@@ -60,8 +72,23 @@ pub(super) fn int8_product(matrix: &Int8Matrix, xs: &Tensor) -> Result<Tensor, I
     }
     let rows = xs.elem_count() / cols;
     let values = xs.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; rows * matrix.rows()];
-    matrix.matmul(&values, rows, &mut out);
-    *shape.last_mut().expect("a dimension") = matrix.rows();
-    Ok(Tensor::from_vec(out, shape, xs.device())?)
+    out.resize(rows * matrix.rows(), 0.0);
+    matrix.matmul(&values, rows, out);
+    Ok(())
+}
+
+/// The values of an f32 tensor into `out`, row-major, resized to fit (its allocation reused).
+pub(super) fn copy_into(tensor: &Tensor, out: &mut Vec<f32>) -> Result<(), InferError> {
+    let tensor = tensor.flatten_all()?;
+    let (storage, layout) = tensor.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*storage else {
+        return Err(InferError::Config("Marian runs on the CPU only".into()));
+    };
+    let values = storage.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .expect("a flattened tensor is contiguous");
+    out.clear();
+    out.extend_from_slice(&values[start..end]);
+    Ok(())
 }
