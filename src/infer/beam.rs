@@ -19,7 +19,8 @@
 
 use rayon::prelude::*;
 
-use super::kernels::math::argmax;
+use super::cpu;
+use super::kernels::math::{argmax, exp};
 use super::InferError;
 
 /// A decoder whose rows (hypotheses) the search steers.
@@ -185,14 +186,37 @@ fn logits_row(logits: &[f32], row: usize, vocab: usize) -> Result<&[f32], InferE
         .ok_or(InferError::NoLogits)
 }
 
-/// `log_softmax` in f32, as torch computes it: `x - max - log(sum(exp(x - max)))`.
+/// `log_softmax` in f32, as torch computes it: `x - max - log(sum(exp(x - max)))`, with the
+/// maximum and the sum kept in 16 lanes and `math::exp`, so that the loops vectorise (the C
+/// library's `expf`, one call per value, was 8% of an int8 beam search's time over 59,514
+/// tokens; `perf`). torch's own sum is vectorised too, in another order: neither is the other's
+/// bits. A NaN makes the whole row NaN.
 fn log_softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
-    let log_sum = sum.ln();
-    for x in row.iter_mut() {
-        *x = *x - max - log_sum;
-    }
+    const LANES: usize = 16;
+    cpu::vectorized(|| {
+        let (chunks, tail) = row.as_chunks::<LANES>();
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for chunk in chunks {
+            for l in 0..LANES {
+                lanes[l] = lanes[l].max(chunk[l]);
+            }
+        }
+        let max = lanes
+            .into_iter()
+            .chain(tail.iter().copied())
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut sums = [0f32; LANES];
+        for chunk in chunks {
+            for l in 0..LANES {
+                sums[l] += exp(chunk[l] - max);
+            }
+        }
+        let sum = sums.iter().sum::<f32>() + tail.iter().map(|&x| exp(x - max)).sum::<f32>();
+        let log_sum = sum.ln();
+        for x in row.iter_mut() {
+            *x = *x - max - log_sum;
+        }
+    })
 }
 
 /// One source's beam search state.

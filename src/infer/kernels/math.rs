@@ -18,7 +18,11 @@ pub(crate) fn exp(x: f32) -> f32 {
         .mul_add(r, 0.166_666_65)
         .mul_add(r, 0.5);
     let p = (p * r).mul_add(r, r) + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits: n + 127 (1 to 255 here) is exact in the low mantissa bits of
+    // n + 127 + 2^23, and shifted up it is the exponent field. A float-to-integer conversion
+    // (`n as i32`, saturating) did not vectorise. A NaN gives 0 here and NaN from `p`.
+    const EXPONENT_BIAS_IN_MANTISSA: f32 = 127.0 + 8_388_608.0;
+    p * f32::from_bits((n + EXPONENT_BIAS_IN_MANTISSA).to_bits() << 23)
 }
 
 /// The highest logit's index; the lowest id wins a tie, as llama.cpp's greedy sampler (it keeps
@@ -95,6 +99,9 @@ mod tests {
             );
         }
         assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(-1000.0), exp(-87.3));
+        assert_eq!(exp(1000.0), exp(88.7));
     }
 
     #[test]
