@@ -244,9 +244,9 @@ fn normalise(score: f32, len: usize, length_penalty: f32) -> f32 {
     score / denominator as f32
 }
 
-/// The `k` best (score, index) pairs, best first; ties go to the lower index.
-fn top_k(scores: impl Iterator<Item = (f32, usize)>, k: usize) -> Vec<(f32, usize)> {
-    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+/// Keeps in `best` the `k` best (score, index) pairs of what it held and `scores`, best first;
+/// ties go to the pair seen first (the lower index, where indices rise).
+fn keep_top_k(best: &mut Vec<(f32, usize)>, scores: impl Iterator<Item = (f32, usize)>, k: usize) {
     for (s, i) in scores {
         if best.len() == k && s.partial_cmp(&best[k - 1].0) != Some(std::cmp::Ordering::Greater) {
             continue;
@@ -255,7 +255,6 @@ fn top_k(scores: impl Iterator<Item = (f32, usize)>, k: usize) -> Vec<(f32, usiz
         best.insert(at, (s, i));
         best.truncate(k);
     }
-    best
 }
 
 fn beam_search(
@@ -309,14 +308,15 @@ fn beam_search(
             .enumerate()
             .map(|(slot, &source)| {
                 let mut scratch = vec![0f32; vocab];
-                let mut accumulated: Vec<f32> = Vec::with_capacity(k * vocab);
+                let mut best = Vec::with_capacity(2 * k + 1);
                 for (b, (_, beam_score)) in beams[source].running.iter().enumerate() {
                     scratch.copy_from_slice(logits_row(&logits, slot * k + b, vocab)?);
                     log_softmax(&mut scratch);
                     process(&mut scratch, cur_len, config);
-                    accumulated.extend(scratch.iter().map(|&lp| lp + beam_score));
+                    let scores = scratch.iter().map(|&lp| lp + beam_score);
+                    keep_top_k(&mut best, scores.zip(b * vocab..), 2 * k);
                 }
-                Ok(top_k(accumulated.iter().copied().zip(0..), 2 * k))
+                Ok(best)
             })
             .collect::<Result<_, InferError>>()?;
         // For every live source: the rows (old row numbers) its next running beams come from.
@@ -589,9 +589,13 @@ mod tests {
     #[test]
     fn top_k_is_sorted_and_prefers_lower_indices_on_ties() {
         let v = [1.0, 3.0, 3.0, f32::NEG_INFINITY, 2.0];
-        assert_eq!(
-            top_k(v.iter().copied().zip(0..), 3),
-            [(3.0, 1), (3.0, 2), (2.0, 4)]
-        );
+        let mut best = Vec::new();
+        keep_top_k(&mut best, v.iter().copied().zip(0..), 3);
+        assert_eq!(best, [(3.0, 1), (3.0, 2), (2.0, 4)]);
+        // Fed in two parts, as a beam search feeds each beam's scores in turn: the same.
+        let mut parts = Vec::new();
+        keep_top_k(&mut parts, v[..2].iter().copied().zip(0..), 3);
+        keep_top_k(&mut parts, v[2..].iter().copied().zip(2..), 3);
+        assert_eq!(parts, best);
     }
 }
