@@ -124,8 +124,8 @@ fn main() {
     let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
 
     let mut results = Vec::new();
-    let (mut prompt_tokens, mut generated_tokens, mut prompt_ms, mut generate_ms) =
-        (0, 0, 0.0, 0.0);
+    let (mut prompt_tokens, mut cached_tokens, mut generated_tokens) = (0, 0, 0);
+    let (mut prompt_ms, mut generate_ms) = (0.0, 0.0);
     for (request, out) in requests.iter().zip(&replies) {
         let s = &out.stats;
         let (p_ms, g_ms) = (
@@ -133,12 +133,14 @@ fn main() {
             s.generation_time.as_secs_f64() * 1e3,
         );
         prompt_tokens += s.prompt_tokens;
+        cached_tokens += s.cached_prompt_tokens;
         generated_tokens += s.generated_tokens;
         prompt_ms += p_ms;
         generate_ms += g_ms;
         results.push(json!({
             "name": request["name"],
             "prompt_tokens": s.prompt_tokens,
+            "prompt_tokens_cached": s.cached_prompt_tokens,
             "generated_tokens": s.generated_tokens,
             "stop_reason": format!("{:?}", out.stop),
             "prompt_ms": p_ms,
@@ -166,12 +168,14 @@ fn main() {
         "requests": results,
         "totals": {
             "prompt_tokens": prompt_tokens,
+            "prompt_tokens_cached": cached_tokens,
             "generated_tokens": generated_tokens,
             "wall_ms": wall_ms,
             "generated_tokens_per_wall_s": generated_tokens as f64 / (wall_ms / 1e3),
             "prompt_ms": prompt_ms,
             "generate_ms": generate_ms,
-            "prompt_tokens_per_s": prompt_tokens as f64 / (prompt_ms / 1e3),
+            // Computed tokens: those the cache held from the request before cost no time.
+            "prompt_tokens_per_s": (prompt_tokens - cached_tokens) as f64 / (prompt_ms / 1e3),
             // As in DecodeStats: the first generated token comes with the prompt pass.
             "generated_tokens_per_s": (generated_tokens.saturating_sub(results.len())) as f64 / (generate_ms / 1e3),
         },

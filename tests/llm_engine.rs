@@ -78,6 +78,14 @@ fn a_shared_prefix_is_reused_without_changing_the_answer() {
         reused.text, recomputed.text
     );
     assert!(!reused.tokens.is_empty());
+    // The shared system prompt came from the cache, and only there: the timings count it.
+    let cached = reused.stats.cached_prompt_tokens;
+    assert!(
+        cached > 10 && cached < reused.stats.prompt_tokens,
+        "{cached} of {} prompt tokens cached",
+        reused.stats.prompt_tokens
+    );
+    assert_eq!(recomputed.stats.cached_prompt_tokens, 0);
 }
 
 /// Folded words, for comparing runs: lower case, letters and digits.

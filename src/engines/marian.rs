@@ -489,6 +489,7 @@ impl Translator for MarianTranslator<'_> {
             text,
             stop,
             prompt_tokens,
+            cached_prompt_tokens: 0,
             generated_tokens,
             tokenize_time: split_time + timings.tokenize,
             prompt_time: timings.encode,

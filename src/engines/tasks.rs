@@ -27,6 +27,9 @@ pub struct Output {
     #[serde(serialize_with = "serialize_stop")]
     pub stop: StopReason,
     pub prompt_tokens: usize,
+    /// Of `prompt_tokens`, those the KV cache held from an earlier request (not computed).
+    #[serde(skip)]
+    pub cached_prompt_tokens: usize,
     pub generated_tokens: usize,
     #[serde(skip)]
     pub tokenize_time: Duration,
@@ -548,6 +551,7 @@ pub fn run_together(
             text: generation.text.trim().to_string(),
             stop: generation.stop,
             prompt_tokens: generation.stats.prompt_tokens,
+            cached_prompt_tokens: generation.stats.cached_prompt_tokens,
             generated_tokens: generation.stats.generated_tokens,
             tokenize_time: generation.tokenize_time,
             prompt_time: generation.stats.prompt_time,

@@ -40,10 +40,14 @@ pub trait CausalLm {
         1
     }
 
-    /// Starts the sequence in `slot` with `prompt` and returns the logits after its last token.
-    fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Vec<f32>, InferError> {
+    /// Starts the sequence in `slot` with `prompt`: the logits after its last token, and how
+    /// many of its tokens the cache already held (this default computes them all).
+    fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Started, InferError> {
         assert_eq!(slot, 0, "a model of one sequence");
-        self.forward(prompt, 0)
+        Ok(Started {
+            logits: self.forward(prompt, 0)?,
+            cached: 0,
+        })
     }
 
     /// Continues several sequences (distinct slots) in one pass: for each, the logits after
@@ -61,6 +65,15 @@ pub trait CausalLm {
             })
             .collect()
     }
+}
+
+/// A sequence started by [`CausalLm::start`].
+#[derive(Debug)]
+pub struct Started {
+    /// The logits after the prompt's last token.
+    pub logits: Vec<f32>,
+    /// Leading prompt tokens whose keys and values came from the cache, not computed.
+    pub cached: usize,
 }
 
 /// Tokens of one sequence in a [`CausalLm::step`]: they run at positions
@@ -186,6 +199,9 @@ pub enum StopReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DecodeStats {
     pub prompt_tokens: usize,
+    /// Of `prompt_tokens`, those the KV cache held from an earlier request: not computed, and
+    /// not in `prompt_time`.
+    pub cached_prompt_tokens: usize,
     pub generated_tokens: usize,
     /// Forward pass over the prompt, which also yields the first generated token.
     pub prompt_time: Duration,
@@ -200,8 +216,9 @@ pub struct DecodeStats {
 }
 
 impl DecodeStats {
+    /// Prompt tokens computed per second (those taken from the cache cost no time).
     pub fn prompt_tokens_per_s(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64()
+        (self.prompt_tokens - self.cached_prompt_tokens) as f64 / self.prompt_time.as_secs_f64()
     }
 
     /// Tokens per second after the first generated token (as llama.cpp's "eval time").
@@ -361,9 +378,9 @@ pub fn batch(
                     .find(|slot| active.iter().all(|a| a.slot != *slot))
                     .expect("a free slot");
                 let started = Instant::now();
-                let logits = model.start(slot, request.prompt)?;
+                let sequence = model.start(slot, request.prompt)?;
                 active.push(Active::new(
-                    index, slot, request, max_new, stats, logits, started,
+                    index, slot, request, max_new, stats, sequence, started,
                 ));
             }
             let before = active.len();
@@ -431,10 +448,12 @@ impl<'r> Active<'r> {
         request: &'r Request<'r>,
         max_new: usize,
         mut stats: DecodeStats,
-        logits: Vec<f32>,
+        sequence: Started,
         started: Instant,
     ) -> Self {
         stats.prompt_time = started.elapsed();
+        stats.cached_prompt_tokens = sequence.cached;
+        let logits = sequence.logits;
         Self {
             index,
             slot,
@@ -640,8 +659,11 @@ mod tests {
             self.seen.len()
         }
 
-        fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Vec<f32>, InferError> {
-            Ok(self.run(slot, prompt, 0))
+        fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Started, InferError> {
+            Ok(Started {
+                logits: self.run(slot, prompt, 0),
+                cached: 0,
+            })
         }
 
         fn step(&mut self, rows: &[SequenceRows<'_>]) -> Result<Vec<Vec<Vec<f32>>>, InferError> {

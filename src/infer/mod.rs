@@ -15,7 +15,7 @@ mod team;
 
 pub use decode::{
     CausalLm, DecodeOptions, DecodeStats, Decoded, PromptLookup, RepetitionGuard, SequenceRows,
-    Step, StopReason,
+    Started, Step, StopReason,
 };
 pub use qwen2::{Qwen2, Qwen2Config};
 

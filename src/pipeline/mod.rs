@@ -147,8 +147,11 @@ pub struct Timings {
     /// Checking numbers, dates, names and quotations of the outputs against their sources.
     pub fidelity_ms: u64,
     pub prompt_tokens: usize,
+    /// Of `prompt_tokens`, those the language model's cache held from the request before
+    /// (the instruction, earlier paragraphs): not computed again.
+    pub prompt_tokens_cached: usize,
     pub generated_tokens: usize,
-    /// Prompt tokens over the time of the prompt forward passes.
+    /// Prompt tokens computed (not cached) over the time of the prompt forward passes.
     pub prompt_tokens_per_s: f64,
     /// Tokens after the first of each request over the time of their one-token forward
     /// passes (llama.cpp's "eval" rate).
@@ -172,17 +175,20 @@ impl Timings {
         let mut generation_time = Duration::ZERO;
         let mut decode_steps = 0;
         self.prompt_tokens = 0;
+        self.prompt_tokens_cached = 0;
         self.generated_tokens = 0;
         for r in requests {
             tokenize += r.tokenize_time;
             prompt_time += r.prompt_time;
             generation_time += r.generation_time;
             self.prompt_tokens += r.prompt_tokens;
+            self.prompt_tokens_cached += r.cached_prompt_tokens;
             self.generated_tokens += r.generated_tokens;
             decode_steps += r.generated_tokens.saturating_sub(1);
         }
         self.tokenize_ms = tokenize.as_millis() as u64;
-        self.prompt_tokens_per_s = rate(self.prompt_tokens, prompt_time);
+        self.prompt_tokens_per_s =
+            rate(self.prompt_tokens - self.prompt_tokens_cached, prompt_time);
         self.generated_tokens_per_s = rate(decode_steps, generation_time);
     }
 }

@@ -493,6 +493,7 @@ mod tests {
             text: text.to_string(),
             stop: StopReason::EndToken,
             prompt_tokens: 0,
+            cached_prompt_tokens: 0,
             generated_tokens: 0,
             tokenize_time: Duration::ZERO,
             prompt_time: Duration::ZERO,

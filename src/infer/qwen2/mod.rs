@@ -26,7 +26,7 @@ use super::cpu;
 use super::kernels::kquant::{self, RowMode};
 use super::kernels::math::exp;
 use super::team::compute_pool;
-use super::{CausalLm, InferError, SequenceRows};
+use super::{CausalLm, InferError, SequenceRows, Started};
 use attention::{Attention, PromptChunk};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
@@ -260,7 +260,7 @@ impl Qwen2 {
         slot: usize,
         tokens: &[u32],
         position: usize,
-    ) -> Result<Vec<f32>, InferError> {
+    ) -> Result<Started, InferError> {
         self.check_position(slot, position, tokens.len())?;
         let hd = self.config.head_dim();
         let sequence = self.sequence(slot);
@@ -284,7 +284,10 @@ impl Qwen2 {
             // Some layers may have cached part of the failed pass: only a fresh start is safe.
             self.sequences[slot] = Sequence::default();
         }
-        result
+        Ok(Started {
+            logits: result?,
+            cached: known,
+        })
     }
 
     /// One pass over `groups` (each a slot whose cache ends where its tokens start, and the
@@ -363,9 +366,9 @@ impl CausalLm for Qwen2 {
     /// once.
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, InferError> {
         if position == 0 {
-            return self.start(0, tokens);
+            return Ok(self.start(0, tokens)?.logits);
         }
-        self.prefill(0, tokens, position)
+        Ok(self.prefill(0, tokens, position)?.logits)
     }
 
     fn context_length(&self) -> usize {
@@ -378,7 +381,7 @@ impl CausalLm for Qwen2 {
 
     /// The new sequence first takes the keys and values of the prefix it shares with the
     /// sequence started last, then runs the rest as [`forward`](Self::forward) does.
-    fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Vec<f32>, InferError> {
+    fn start(&mut self, slot: usize, prompt: &[u32]) -> Result<Started, InferError> {
         if prompt.is_empty() {
             return Err(InferError::EmptyPrompt);
         }
