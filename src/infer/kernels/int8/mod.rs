@@ -120,15 +120,15 @@ impl Int8Matrix {
         let stride = cols.next_multiple_of(COLUMN_MULTIPLE);
         let mut data = vec![0i8; rows * stride];
         let mut scales = vec![0f32; rows];
+        let mut row_sums = vec![0i32; rows];
         // An output projection has 53 017 rows: worth all cores at load time.
         data.par_chunks_mut(stride)
             .zip(weights.par_chunks(cols))
-            .zip(scales.par_iter_mut())
-            .for_each(|((q, w), scale)| *scale = quantize_row(w, q));
-        let row_sums = data
-            .par_chunks(stride)
-            .map(|q| q.iter().map(|&q| i32::from(q)).sum())
-            .collect();
+            .zip(scales.par_iter_mut().zip(row_sums.par_iter_mut()))
+            .for_each(|((q, w), (scale, sum))| {
+                *scale = quantize_row(w, q);
+                *sum = q.iter().map(|&q| i32::from(q)).sum();
+            });
         let weights = QuantRows { data, scales };
         Ok(Self {
             rows,
