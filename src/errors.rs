@@ -35,7 +35,7 @@ kind_of_library_errors!(
     crate::engines::EngineError,
     crate::engines::embedder::EmbedError,
     crate::infer::InferError,
-    crate::infer::kernels::int8::Int8Error,
+    crate::infer::kernels::MatrixError,
     crate::tokenize::TokenizeError,
 );
 

@@ -27,8 +27,8 @@ pub enum InferError {
     MissingMetadata(String),
     #[error("inconsistent model hyperparameters: {0}")]
     Config(String),
-    #[error("cannot make int8 weights: {0}")]
-    Int8(#[from] kernels::int8::Int8Error),
+    #[error("cannot prepare a weight matrix: {0}")]
+    Matrix(#[from] kernels::MatrixError),
     #[error("unsupported architecture `{0}` (expected `qwen2`)")]
     Architecture(String),
     #[error("GGUF tensor `{0}` is missing")]
@@ -51,7 +51,7 @@ impl InferError {
         match self {
             InferError::MissingMetadata(_)
             | InferError::Config(_)
-            | InferError::Int8(_)
+            | InferError::Matrix(_)
             | InferError::Architecture(_)
             | InferError::MissingTensor(_)
             | InferError::Truncated { .. } => FailureKind::ModelCorrupt,

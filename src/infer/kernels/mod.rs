@@ -4,7 +4,9 @@
 //! - `kquant/`: matrix products over GGUF Q4_K/Q6_K weights (blocks, scalar reference, AVX2,
 //!   AVX-512, AVX-512 VNNI tiles);
 //! - `int8/`: matrix products over int8 weights and activations quantised per row (scalar
-//!   reference, AVX2), for an int8 Marian path;
+//!   reference, AVX2, AVX-512 VNNI), for the Marian path at `--precision int8`;
+//! - `float/`: matrix products over f32 weights packed in panels (scalar reference, AVX2,
+//!   AVX-512), for the Marian path at `--precision f32`;
 //! - `attention.rs`: the decoding attention's query-key scores and weighted value sums;
 //! - `math.rs`: `exp` and `argmax`;
 //! - `testing.rs`: deterministic inputs for the tests and the benches.
@@ -13,7 +15,62 @@
 //! described in `team.rs`.
 
 pub(crate) mod attention;
+pub mod float;
 pub mod int8;
 pub mod kquant;
 pub mod math;
 pub mod testing;
+
+use int8::MAX_COLS;
+
+/// Why a weight matrix cannot be prepared for the products (`int8`, `float`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("a {rows} × {cols} matrix has no values")]
+    Empty { rows: usize, cols: usize },
+    #[error("a {rows} × {cols} matrix needs {} values, got {got}", rows * cols)]
+    Shape {
+        rows: usize,
+        cols: usize,
+        got: usize,
+    },
+    #[error("{cols} columns: the integer sums of an int8 product hold at most {MAX_COLS}")]
+    TooManyColumns { cols: usize },
+    #[error("weight ({row}, {col}) is {value}, which int8 cannot represent")]
+    NotFinite { row: usize, col: usize, value: f32 },
+    #[error("a bias of {got} values for {rows} output rows")]
+    Bias { rows: usize, got: usize },
+}
+
+impl MatrixError {
+    /// Every one of them is a weight matrix that is not what its model says: a broken file.
+    pub fn kind(&self) -> crate::failure::FailureKind {
+        crate::failure::FailureKind::ModelCorrupt
+    }
+}
+
+/// `weights` as a `rows × cols` matrix with values: what both kinds of matrix need.
+fn check_shape(weights: &[f32], rows: usize, cols: usize) -> Result<(), MatrixError> {
+    if rows == 0 || cols == 0 {
+        return Err(MatrixError::Empty { rows, cols });
+    }
+    if weights.len() != rows * cols {
+        return Err(MatrixError::Shape {
+            rows,
+            cols,
+            got: weights.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `bias` as one value per output row of a matrix with `rows` of them.
+fn check_bias(bias: &[f32], rows: usize) -> Result<(), MatrixError> {
+    if bias.len() != rows {
+        return Err(MatrixError::Bias {
+            rows,
+            got: bias.len(),
+        });
+    }
+    Ok(())
+}

@@ -1,5 +1,5 @@
 //! Deterministic inputs for the kernels' tests and for the benches (`benches/kquant.rs`,
-//! `benches/int8.rs`): one xorshift generator for bytes, a linear congruential one for values in
+//! `benches/products.rs`): one xorshift generator for bytes, a linear congruential one for values in
 //! [-1, 1), and the benches' timer.
 
 /// Deterministic pseudo-random bytes (xorshift64), so that failures reproduce and benchmark

@@ -1,21 +1,24 @@
-//! The model's matrix products at the precision it was loaded at: f32 through candle, as HF
-//! transformers computes them, or int8 weights and activations (`kernels::int8`), as
-//! CTranslate2's `int8` does.
+//! The model's matrix products at the precision it was loaded at: f32 weights packed for our
+//! kernels (`kernels::float`), which give the same values as the HF transformers model in f32
+//! to its rounding, or int8 weights and activations (`kernels::int8`), as CTranslate2's `int8`
+//! computes.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 use super::Precision;
+use crate::infer::kernels::float::F32Matrix;
 use crate::infer::kernels::int8::Int8Matrix;
 use crate::infer::InferError;
 
 /// A linear layer (`nn.Linear`: weight `out × in`, bias `out`).
 pub(super) enum Dense {
-    F32(Linear),
+    F32(F32Matrix),
     Int8(Int8Matrix),
 }
 
 impl Dense {
+    /// The layer `vb` names (its `weight` and `bias`).
     pub(super) fn load(
         in_dim: usize,
         out_dim: usize,
@@ -23,72 +26,70 @@ impl Dense {
         precision: Precision,
     ) -> Result<Self, InferError> {
         let linear = candle_nn::linear(in_dim, out_dim, vb)?;
+        Self::new(linear.weight(), linear.bias(), precision)
+    }
+
+    /// `weight` (`out × in`) and its bias, prepared at `precision`.
+    pub(super) fn new(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        precision: Precision,
+    ) -> Result<Self, InferError> {
+        let (rows, cols) = weight.dims2()?;
+        let values = weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias
+            .map(|b| b.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
         Ok(match precision {
-            Precision::F32 => Dense::F32(linear),
-            Precision::Int8 => Dense::Int8(quantize(linear.weight(), linear.bias())?),
+            Precision::F32 => {
+                let matrix = F32Matrix::new(&values, rows, cols)?;
+                Dense::F32(match bias {
+                    Some(bias) => matrix.with_bias(&bias)?,
+                    None => matrix,
+                })
+            }
+            Precision::Int8 => {
+                let matrix = Int8Matrix::new(&values, rows, cols)?;
+                Dense::Int8(match bias {
+                    Some(bias) => matrix.with_bias(&bias)?,
+                    None => matrix,
+                })
+            }
         })
     }
 
-    pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor, InferError> {
+    fn shape(&self) -> (usize, usize) {
         match self {
-            Dense::F32(linear) => Ok(linear.forward(xs)?),
-            Dense::Int8(matrix) => int8_product(matrix, xs),
+            Dense::F32(matrix) => (matrix.rows(), matrix.cols()),
+            Dense::Int8(matrix) => (matrix.rows(), matrix.cols()),
         }
     }
-}
 
-/// `weight` (`out × in`) and its bias, quantised per output row.
-pub(super) fn quantize(weight: &Tensor, bias: Option<&Tensor>) -> Result<Int8Matrix, InferError> {
-    let (rows, cols) = weight.dims2()?;
-    let values = weight.flatten_all()?.to_vec1::<f32>()?;
-    let matrix = Int8Matrix::new(&values, rows, cols)?;
-    Ok(match bias {
-        Some(bias) => matrix.with_bias(&bias.flatten_all()?.to_vec1::<f32>()?)?,
-        None => matrix,
-    })
-}
-
-/// `xs · matrixᵀ + bias` over the last dimension of `xs`, whatever its leading ones.
-pub(super) fn int8_product(matrix: &Int8Matrix, xs: &Tensor) -> Result<Tensor, InferError> {
-    let mut out = Vec::new();
-    int8_product_into(matrix, xs, &mut out)?;
-    let mut shape = xs.dims().to_vec();
-    *shape.last_mut().expect("a dimension") = matrix.rows();
-    Ok(Tensor::from_vec(out, shape, xs.device())?)
-}
-
-/// [`int8_product`] into `out`, row-major, resized to fit (its allocation reused).
-pub(super) fn int8_product_into(
-    matrix: &Int8Matrix,
-    xs: &Tensor,
-    out: &mut Vec<f32>,
-) -> Result<(), InferError> {
-    let cols = xs.dims().last().copied().unwrap_or(0);
-    if cols != matrix.cols() {
-        return Err(InferError::Config(format!(
-            "an input of {cols} features for a layer of {}",
-            matrix.cols()
-        )));
+    /// `xs · weightᵀ + bias` over the last dimension of `xs`, whatever its leading ones.
+    pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor, InferError> {
+        let mut out = Vec::new();
+        self.forward_into(xs, &mut out)?;
+        let mut shape = xs.dims().to_vec();
+        *shape.last_mut().expect("a dimension") = self.shape().0;
+        Ok(Tensor::from_vec(out, shape, xs.device())?)
     }
-    let rows = xs.elem_count() / cols;
-    let values = xs.flatten_all()?.to_vec1::<f32>()?;
-    out.resize(rows * matrix.rows(), 0.0);
-    matrix.matmul(&values, rows, out);
-    Ok(())
-}
 
-/// The values of an f32 tensor into `out`, row-major, resized to fit (its allocation reused).
-pub(super) fn copy_into(tensor: &Tensor, out: &mut Vec<f32>) -> Result<(), InferError> {
-    let tensor = tensor.flatten_all()?;
-    let (storage, layout) = tensor.storage_and_layout();
-    let candle_core::Storage::Cpu(storage) = &*storage else {
-        return Err(InferError::Config("Marian runs on the CPU only".into()));
-    };
-    let values = storage.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .expect("a flattened tensor is contiguous");
-    out.clear();
-    out.extend_from_slice(&values[start..end]);
-    Ok(())
+    /// [`Self::forward`] into `out`, row-major, resized to fit (its allocation reused).
+    pub(super) fn forward_into(&self, xs: &Tensor, out: &mut Vec<f32>) -> Result<(), InferError> {
+        let (rows, cols) = self.shape();
+        let features = xs.dims().last().copied().unwrap_or(0);
+        if features != cols {
+            return Err(InferError::Config(format!(
+                "an input of {features} features for a layer of {cols}"
+            )));
+        }
+        let values = xs.flatten_all()?.to_vec1::<f32>()?;
+        let m = values.len() / cols;
+        out.resize(m * rows, 0.0);
+        match self {
+            Dense::F32(matrix) => matrix.matmul(&values, m, out),
+            Dense::Int8(matrix) => matrix.matmul(&values, m, out),
+        }
+        Ok(())
+    }
 }

@@ -17,7 +17,6 @@ mod self_cache;
 use dense::Dense;
 use self_cache::{Ancestry, LayerHistory};
 
-use crate::infer::kernels::int8::Int8Matrix;
 use serde::Deserialize;
 
 use super::InferError;
@@ -337,18 +336,6 @@ pub enum Precision {
     Int8,
 }
 
-/// The (tied) output embedding as the next-token logits are computed from it, with
-/// `final_logits_bias`.
-enum OutputProjection {
-    /// (d_model, target_vocab): transposed into its own contiguous copy, which the matrix
-    /// product reads faster than a transposed view (120 MB for opus-mt).
-    F32 {
-        lm_head_t: Tensor,
-        bias: Tensor,
-    },
-    Int8(Int8Matrix),
-}
-
 pub struct MarianModel {
     config: MarianConfig,
     encoder_embed: Embedding,
@@ -356,7 +343,8 @@ pub struct MarianModel {
     positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
-    output: OutputProjection,
+    /// The (tied) output embedding, with `final_logits_bias`: the next-token logits.
+    output: Dense,
     embed_scale: f64,
     device: Device,
 }
@@ -426,15 +414,7 @@ impl MarianModel {
         // Made once the weights file is unmapped (the var builders are gone), so that the
         // mapped file and this copy never count together in peak memory.
         drop((vb, model));
-        let output = match precision {
-            Precision::F32 => OutputProjection::F32 {
-                lm_head_t: lm_head.t()?.contiguous()?,
-                bias: final_logits_bias,
-            },
-            Precision::Int8 => {
-                OutputProjection::Int8(dense::quantize(&lm_head, Some(&final_logits_bias))?)
-            }
-        };
+        let output = Dense::new(&lm_head, Some(&final_logits_bias), precision)?;
         Ok(MarianModel {
             positions: sinusoidal_positions(config.max_position_embeddings, d, &device)?,
             config: config.clone(),
@@ -588,13 +568,7 @@ impl MarianModel {
         }
         state.steps += 1;
         let hidden = xs.squeeze(1)?;
-        match &self.output {
-            OutputProjection::F32 { lm_head_t, bias } => {
-                let product = hidden.matmul(lm_head_t)?.broadcast_add(bias)?;
-                dense::copy_into(&product.to_dtype(DType::F32)?, logits)
-            }
-            OutputProjection::Int8(matrix) => dense::int8_product_into(matrix, &hidden, logits),
-        }
+        self.output.forward_into(&hidden, logits)
     }
 }
 

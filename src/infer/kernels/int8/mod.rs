@@ -22,6 +22,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
+use super::MatrixError;
 use crate::infer::cpu::{self, CpuLevel};
 use rayon::prelude::*;
 
@@ -42,32 +43,6 @@ const WEIGHT_BLOCK_BYTES: usize = 32 << 10;
 /// Tasks per thread, at least, where the matrix has the rows for them: a thread that is briefly
 /// descheduled then delays the product by a fraction of its share, not all of it.
 const TASKS_PER_THREAD: usize = 4;
-
-/// Why a weight matrix cannot be quantised.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Int8Error {
-    #[error("a {rows} × {cols} matrix has no values")]
-    Empty { rows: usize, cols: usize },
-    #[error("a {rows} × {cols} matrix needs {} values, got {got}", rows * cols)]
-    Shape {
-        rows: usize,
-        cols: usize,
-        got: usize,
-    },
-    #[error("{cols} columns: the integer sums of an int8 product hold at most {MAX_COLS}")]
-    TooManyColumns { cols: usize },
-    #[error("weight ({row}, {col}) is {value}, which int8 cannot represent")]
-    NotFinite { row: usize, col: usize, value: f32 },
-    #[error("a bias of {got} values for {rows} output rows")]
-    Bias { rows: usize, got: usize },
-}
-
-impl Int8Error {
-    /// Every one of them is a weight matrix that is not what its model says: a broken file.
-    pub fn kind(&self) -> crate::failure::FailureKind {
-        crate::failure::FailureKind::ModelCorrupt
-    }
-}
 
 /// Rows quantised symmetrically, each with its own scale (`value ≈ q · scale`), stored
 /// `stride` bytes apart.
@@ -94,24 +69,15 @@ pub struct Int8Matrix {
 impl Int8Matrix {
     /// Quantises `weights`, `rows × cols` row-major f32 values, each row with the scale
     /// `max |w| / 127` ([`quantize_row`]).
-    pub fn new(weights: &[f32], rows: usize, cols: usize) -> Result<Self, Int8Error> {
-        if rows == 0 || cols == 0 {
-            return Err(Int8Error::Empty { rows, cols });
-        }
-        if weights.len() != rows * cols {
-            return Err(Int8Error::Shape {
-                rows,
-                cols,
-                got: weights.len(),
-            });
-        }
+    pub fn new(weights: &[f32], rows: usize, cols: usize) -> Result<Self, MatrixError> {
+        super::check_shape(weights, rows, cols)?;
         if cols > MAX_COLS {
-            return Err(Int8Error::TooManyColumns { cols });
+            return Err(MatrixError::TooManyColumns { cols });
         }
         // A weight is checked here, not in `quantize_row`, because an activation that is not
         // finite is passed on as NaN (see `matmul`) while a weight is a broken model.
         if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
-            return Err(Int8Error::NotFinite {
+            return Err(MatrixError::NotFinite {
                 row: i / cols,
                 col: i % cols,
                 value: weights[i],
@@ -141,13 +107,8 @@ impl Int8Matrix {
     }
 
     /// The matrix with `bias` (one value per row) added to every product row.
-    pub fn with_bias(mut self, bias: &[f32]) -> Result<Self, Int8Error> {
-        if bias.len() != self.rows {
-            return Err(Int8Error::Bias {
-                rows: self.rows,
-                got: bias.len(),
-            });
-        }
+    pub fn with_bias(mut self, bias: &[f32]) -> Result<Self, MatrixError> {
+        super::check_bias(bias, self.rows)?;
         self.bias = Some(bias.to_vec());
         Ok(self)
     }
@@ -562,11 +523,11 @@ mod tests {
         let w = values(12, 14);
         assert_eq!(
             Int8Matrix::new(&w, 0, 12).unwrap_err(),
-            Int8Error::Empty { rows: 0, cols: 12 }
+            MatrixError::Empty { rows: 0, cols: 12 }
         );
         assert_eq!(
             Int8Matrix::new(&w, 5, 3).unwrap_err(),
-            Int8Error::Shape {
+            MatrixError::Shape {
                 rows: 5,
                 cols: 3,
                 got: 12
@@ -576,7 +537,7 @@ mod tests {
         bad[7] = f32::INFINITY;
         assert_eq!(
             Int8Matrix::new(&bad, 3, 4).unwrap_err(),
-            Int8Error::NotFinite {
+            MatrixError::NotFinite {
                 row: 1,
                 col: 3,
                 value: f32::INFINITY
@@ -585,12 +546,12 @@ mod tests {
         let wide = vec![0f32; MAX_COLS + 1];
         assert_eq!(
             Int8Matrix::new(&wide, 1, MAX_COLS + 1).unwrap_err(),
-            Int8Error::TooManyColumns { cols: MAX_COLS + 1 }
+            MatrixError::TooManyColumns { cols: MAX_COLS + 1 }
         );
         let matrix = Int8Matrix::new(&w, 3, 4).unwrap();
         assert_eq!(
             matrix.with_bias(&[0.0; 4]).unwrap_err(),
-            Int8Error::Bias { rows: 3, got: 4 }
+            MatrixError::Bias { rows: 3, got: 4 }
         );
     }
 
