@@ -76,20 +76,26 @@ impl Dense {
 
     /// [`Self::forward`] into `out`, row-major, resized to fit (its allocation reused).
     pub(super) fn forward_into(&self, xs: &Tensor, out: &mut Vec<f32>) -> Result<(), InferError> {
-        let (rows, cols) = self.shape();
+        let cols = self.shape().1;
         let features = xs.dims().last().copied().unwrap_or(0);
         if features != cols {
             return Err(InferError::Config(format!(
                 "an input of {features} features for a layer of {cols}"
             )));
         }
-        let values = xs.flatten_all()?.to_vec1::<f32>()?;
-        let m = values.len() / cols;
+        self.forward_rows(&xs.flatten_all()?.to_vec1::<f32>()?, out);
+        Ok(())
+    }
+
+    /// The product of the rows of `xs` (row-major, as many values a row as the layer has
+    /// inputs) into `out`, resized to fit.
+    pub(super) fn forward_rows(&self, xs: &[f32], out: &mut Vec<f32>) {
+        let (rows, cols) = self.shape();
+        let m = xs.len() / cols;
         out.resize(m * rows, 0.0);
         match self {
-            Dense::F32(matrix) => matrix.matmul(&values, m, out),
-            Dense::Int8(matrix) => matrix.matmul(&values, m, out),
+            Dense::F32(matrix) => matrix.matmul(xs, m, out),
+            Dense::Int8(matrix) => matrix.matmul(xs, m, out),
         }
-        Ok(())
     }
 }
