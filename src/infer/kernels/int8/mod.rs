@@ -248,9 +248,17 @@ fn quantize_row(values: &[f32], q: &mut [i8]) -> f32 {
     }
     let scale = max / 127.0;
     for (q, v) in q.iter_mut().zip(values) {
-        // Through i32: the saturating conversion to i8 does not vectorise, and after the clamp
-        // the value is an i8's (a NaN, from 0 / 0 where the scale underflows to 0, gives 0).
-        *q = (v / scale).round().clamp(-127.0, 127.0) as i32 as i8;
+        // A NaN (0 / 0 where the scale underflows to 0) becomes 0, and the clamp keeps every
+        // other value an i8's: so the conversion needs no saturation, which (`as`, even through
+        // i32) converted one value at a time, a sixth of the time around an int8 product.
+        let rounded = (v / scale).round();
+        let rounded = if rounded.is_nan() {
+            0.0
+        } else {
+            rounded.clamp(-127.0, 127.0)
+        };
+        // SAFETY: `rounded` is finite and within [-127, 127].
+        *q = unsafe { rounded.to_int_unchecked::<i32>() } as i8;
     }
     scale
 }
