@@ -67,6 +67,13 @@ unsafe fn tile<const R: usize, const C: usize>(
     let sign_bit = _mm512_set1_epi8(i8::MIN);
     let mut acc = [[_mm512_setzero_si512(); C]; R];
     for k in (0..stride).step_by(64) {
+        // The weight rows after this tile's, the next a tile reads: fetched while this one
+        // computes, so that the first activation rows over a block do not wait on memory
+        // (beam 4 x 16 sentences: 322 -> 361 tokens/s). The AVX2 tiles do without: the same
+        // prefetch there measured 6% slower, its loads already fill the ports.
+        for c in 0..C {
+            _mm_prefetch::<_MM_HINT_T1>(w.as_ptr().wrapping_add((C + c) * stride + k).cast());
+        }
         let wv: [__m512i; C] =
             std::array::from_fn(|c| _mm512_loadu_si512(w.as_ptr().add(c * stride + k).cast()));
         for (r, acc) in acc.iter_mut().enumerate() {
