@@ -74,3 +74,24 @@ fn check_bias(bias: &[f32], rows: usize) -> Result<(), MatrixError> {
     }
     Ok(())
 }
+
+/// Panics unless `xs` holds `m` rows of `cols` values and `out` `m` rows of `rows`.
+fn check_product(xs: &[f32], m: usize, cols: usize, out: &[f32], rows: usize) {
+    assert_eq!(xs.len(), m * cols, "{m} input rows of {cols} values");
+    assert_eq!(out.len(), m * rows, "{m} output rows of {rows} values");
+}
+
+/// The output rows of a product (`n` columns each) cut into blocks of `block` columns: for
+/// each block, its slice of every row. The slices are disjoint, so the tasks that write them
+/// need no locks.
+fn column_blocks(out: &mut [f32], n: usize, block: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut blocks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(block))
+        .map(|_| Vec::with_capacity(out.len() / n))
+        .collect();
+    for row in out.chunks_exact_mut(n) {
+        for (task, part) in blocks.iter_mut().zip(row.chunks_mut(block)) {
+            task.push(part);
+        }
+    }
+    blocks
+}

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{TileShape, PANEL};
+use super::{Tile, TileShape, PANEL};
 
 const LANES: usize = 16;
 
@@ -19,22 +19,14 @@ pub(super) const SHAPE: TileShape = TileShape {
 /// [`super::tile_product`] with AVX-512.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F; `rows` and `width` must be a shape of [`SHAPE`] (`width` a
+/// The CPU must have AVX-512 F; the tile's `rows` and `width` must be a shape of [`SHAPE`] (`width` a
 /// multiple of `PANEL` no wider than `SHAPE` allows for `rows`), `first` a multiple of `PANEL`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn tile_product(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    first: usize,
-    rows: usize,
-    width: usize,
-    sums: &mut [f32],
-) {
+pub(super) unsafe fn tile_product(tile: Tile, sums: &mut [f32]) {
     macro_rules! tiles {
         ($(($r:literal, $v:literal))*) => {
-            match (rows, width / LANES) {
-                $(($r, $v) => tile::<$r, $v>(x, k, panels, first, sums),)*
+            match (tile.rows, tile.width / LANES) {
+                $(($r, $v) => product::<$r, $v>(tile.x, tile.k, tile.panels, tile.first, sums),)*
                 (r, v) => unreachable!("a tile of {r} rows by {v} vectors"),
             }
         };
@@ -46,9 +38,9 @@ pub(super) unsafe fn tile_product(
     )
 }
 
-/// `R` rows by `V` vectors of features from feature `first`.
+/// The sums of `R` rows of `x` by `V` vectors of features from feature `first`.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize, const V: usize>(
+unsafe fn product<const R: usize, const V: usize>(
     x: &[f32],
     k: usize,
     panels: &[f32],

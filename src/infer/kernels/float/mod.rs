@@ -100,18 +100,7 @@ impl F32Matrix {
     /// # Panics
     /// If `xs` is not `m × cols` or `out` not `m × rows`.
     pub fn matmul(&self, xs: &[f32], m: usize, out: &mut [f32]) {
-        assert_eq!(
-            xs.len(),
-            m * self.cols,
-            "{m} input rows of {} values",
-            self.cols
-        );
-        assert_eq!(
-            out.len(),
-            m * self.rows,
-            "{m} output rows of {} values",
-            self.rows
-        );
+        super::check_product(xs, m, self.cols, out, self.rows);
         if m > 0 {
             self.product(xs, out, cpu::level());
         }
@@ -122,24 +111,18 @@ impl F32Matrix {
     fn product(&self, xs: &[f32], out: &mut [f32], level: CpuLevel) {
         let (n, k) = (self.rows, self.cols);
         let block = self.panels_per_task() * PANEL;
-        // Each task's features of every output row: disjoint slices, written without locks.
-        let m = xs.len() / k;
-        let mut tasks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(block))
-            .map(|_| Vec::with_capacity(m))
-            .collect();
-        for row in out.chunks_exact_mut(n) {
-            for (task, part) in tasks.iter_mut().zip(row.chunks_mut(block)) {
-                task.push(part);
-            }
-        }
         let shape = tile_shape(level);
-        tasks.into_par_iter().enumerate().for_each(|(t, mut outs)| {
-            let first = t * block;
-            let features = outs[0].len();
-            let panels = &self.packed[first * k..(first + features.next_multiple_of(PANEL)) * k];
-            let bias = self.bias.as_deref().map(|b| &b[first..first + features]);
-            block_product(level, &shape, xs, k, panels, bias, &mut outs);
-        });
+        super::column_blocks(out, n, block)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(t, mut outs)| {
+                let first = t * block;
+                let features = outs[0].len();
+                let panels =
+                    &self.packed[first * k..(first + features.next_multiple_of(PANEL)) * k];
+                let bias = self.bias.as_deref().map(|b| &b[first..first + features]);
+                block_product(level, &shape, xs, k, panels, bias, &mut outs);
+            });
     }
 
     /// Panels per task: [`PANELS_PER_TASK`], fewer where the matrix would give under
@@ -159,6 +142,18 @@ impl F32Matrix {
 struct TileShape {
     rows: usize,
     features: fn(rows: usize) -> usize,
+}
+
+/// One register tile's operands: `rows` activation rows (`x`, `k` values a row) by the `width`
+/// features from feature `first` of `panels` (packed as in [`F32Matrix`]).
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    x: &'a [f32],
+    k: usize,
+    panels: &'a [f32],
+    first: usize,
+    rows: usize,
+    width: usize,
 }
 
 /// `outs[i][c] = Σ_k xs[i][k] · w[c][k] (+ bias[c])` for the features of `panels` (packed as
@@ -182,8 +177,15 @@ fn block_product(
         // Past the last feature, a tile would hold only the padding's zero weights.
         for c in (0..features).step_by(width) {
             let width = (padded - c).min(width);
-            let x = &xs[i * k..(i + rows) * k];
-            tile_product(level, x, k, panels, c, rows, width, &mut tile);
+            let operands = Tile {
+                x: &xs[i * k..(i + rows) * k],
+                k,
+                panels,
+                first: c,
+                rows,
+                width,
+            };
+            tile_product(level, operands, &mut tile);
             for (r, out) in outs[i..i + rows].iter_mut().enumerate() {
                 let used = width.min(features - c);
                 let out = &mut out[c..c + used];
@@ -214,30 +216,19 @@ fn tile_shape(level: CpuLevel) -> TileShape {
     scalar::SHAPE
 }
 
-/// The sums of `rows` activation rows (`x`, `k` values a row) by the `width` features from
-/// feature `first` of `panels`, into `tile[r · width + c]`.
-#[allow(clippy::too_many_arguments)]
-fn tile_product(
-    level: CpuLevel,
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    first: usize,
-    rows: usize,
-    width: usize,
-    tile: &mut [f32],
-) {
+/// The tile's sums into `sums[r · width + c]`.
+fn tile_product(level: CpuLevel, tile: Tile, sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if level >= CpuLevel::Avx512 {
         // SAFETY: the level includes AVX-512 F; the shapes are `avx512::SHAPE`'s.
-        return unsafe { avx512::tile_product(x, k, panels, first, rows, width, tile) };
+        return unsafe { avx512::tile_product(tile, sums) };
     }
     #[cfg(target_arch = "x86_64")]
     if level >= CpuLevel::Avx2 {
         // SAFETY: the level includes AVX2 and FMA; the shapes are `avx2::SHAPE`'s.
-        return unsafe { avx2::tile_product(x, k, panels, first, rows, width, tile) };
+        return unsafe { avx2::tile_product(tile, sums) };
     }
-    scalar::tile_product(x, k, panels, first, rows, width, tile)
+    scalar::tile_product(tile, sums)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The portable tiles: the reference the SIMD tiles equal bit for bit, and the path of CPUs
 //! below AVX2.
 
-use super::{TileShape, PANEL};
+use super::{Tile, TileShape, PANEL};
 
 pub(super) const SHAPE: TileShape = TileShape {
     rows: 4,
@@ -9,16 +9,16 @@ pub(super) const SHAPE: TileShape = TileShape {
 };
 
 /// [`super::tile_product`] in plain Rust: each sum a chain of `mul_add` in column order.
-pub(super) fn tile_product(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    first: usize,
-    rows: usize,
-    width: usize,
-    tile: &mut [f32],
-) {
-    for (r, sums) in tile.chunks_exact_mut(width).take(rows).enumerate() {
+pub(super) fn tile_product(tile: Tile, sums: &mut [f32]) {
+    let Tile {
+        x,
+        k,
+        panels,
+        first,
+        rows,
+        width,
+    } = tile;
+    for (r, sums) in sums.chunks_exact_mut(width).take(rows).enumerate() {
         for (c, sum) in (first..first + width).zip(sums.iter_mut()) {
             let panel = &panels[c / PANEL * k * PANEL..];
             *sum = (0..k).fold(0f32, |acc, kk| {

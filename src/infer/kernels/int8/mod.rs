@@ -132,18 +132,7 @@ impl Int8Matrix {
     /// # Panics
     /// If `xs` is not `m × cols` or `out` not `m × rows`.
     pub fn matmul(&self, xs: &[f32], m: usize, out: &mut [f32]) {
-        assert_eq!(
-            xs.len(),
-            m * self.cols,
-            "{m} input rows of {} values",
-            self.cols
-        );
-        assert_eq!(
-            out.len(),
-            m * self.rows,
-            "{m} output rows of {} values",
-            self.rows
-        );
+        super::check_product(xs, m, self.cols, out, self.rows);
         if m == 0 {
             return;
         }
@@ -168,39 +157,33 @@ impl Int8Matrix {
     fn product(&self, x: &QuantRows, out: &mut [f32], level: CpuLevel) {
         let (n, stride) = (self.rows, self.stride);
         let block = self.rows_per_task();
-        // Each task's columns of every output row: disjoint slices, written without locks.
-        let mut tasks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(block))
-            .map(|_| Vec::with_capacity(x.scales.len()))
-            .collect();
-        for row in out.chunks_exact_mut(n) {
-            for (task, part) in tasks.iter_mut().zip(row.chunks_mut(block)) {
-                task.push(part);
-            }
-        }
-        tasks.into_par_iter().enumerate().for_each(|(t, mut outs)| {
-            let first = t * block;
-            let w_rows = outs[0].len();
-            let w = &self.weights.data[first * stride..(first + w_rows) * stride];
-            let w_sums = &self.row_sums[first..first + w_rows];
-            let mut sums = vec![0i32; outs.len() * w_rows];
-            block_sums(level, w, w_sums, &x.data, stride, &mut sums);
-            let w_scales = &self.weights.scales[first..first + w_rows];
-            let bias = self.bias.as_deref().map(|b| &b[first..first + w_rows]);
-            for ((out, sums), sx) in outs
-                .iter_mut()
-                .zip(sums.chunks_exact(w_rows))
-                .zip(&x.scales)
-            {
-                for ((o, sum), sw) in out.iter_mut().zip(sums).zip(w_scales) {
-                    *o = *sum as f32 * sw * sx;
-                }
-                if let Some(bias) = bias {
-                    for (o, b) in out.iter_mut().zip(bias) {
-                        *o += b;
+        super::column_blocks(out, n, block)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(t, mut outs)| {
+                let first = t * block;
+                let w_rows = outs[0].len();
+                let w = &self.weights.data[first * stride..(first + w_rows) * stride];
+                let w_sums = &self.row_sums[first..first + w_rows];
+                let mut sums = vec![0i32; outs.len() * w_rows];
+                block_sums(level, w, w_sums, &x.data, stride, &mut sums);
+                let w_scales = &self.weights.scales[first..first + w_rows];
+                let bias = self.bias.as_deref().map(|b| &b[first..first + w_rows]);
+                for ((out, sums), sx) in outs
+                    .iter_mut()
+                    .zip(sums.chunks_exact(w_rows))
+                    .zip(&x.scales)
+                {
+                    for ((o, sum), sw) in out.iter_mut().zip(sums).zip(w_scales) {
+                        *o = *sum as f32 * sw * sx;
+                    }
+                    if let Some(bias) = bias {
+                        for (o, b) in out.iter_mut().zip(bias) {
+                            *o += b;
+                        }
                     }
                 }
-            }
-        });
+            });
     }
 
     /// Weight rows per task: `WEIGHT_BLOCK_BYTES` of them, fewer where the matrix would give
