@@ -10,11 +10,11 @@
 //! the k-quants as `quantize_row_q8_K`, Q8_0 for the others as `quantize_row_q8_0`), so the
 //! integer sums are the ones llama.cpp computes. Rows are split across the team's threads
 //! (`team.rs`), and the products that share an input (Q/K/V, gate/up) run in one parallel
-//! region; prompt-sized k-quant products go through the VNNI tiles, on rayon's pool (see
+//! region; prompt-sized k-quant products go through the tiles, on rayon's pool (see
 //! `team.rs` for why).
 //!
 //! The files, each using only those after it: this one (the products and the per-row dispatch
-//! on `cpu::level`), `tiles.rs` (AVX-512 VNNI tiles for prompts), `avx512.rs`, `avx2.rs` (the
+//! on `cpu::level`), `tiles.rs` (tiles for prompts, AVX-512 VNNI or AVX2), `avx512.rs`, `avx2.rs` (the
 //! SIMD dot products), `scalar.rs` (the portable reference), `blocks.rs` (the block layouts,
 //! which are GGUF's: `block_q4_K`, `block_q6_K`, `block_q8_K`, `block_q5_0`, `block_q8_0` in
 //! ggml).
@@ -176,7 +176,7 @@ pub enum RowMode {
 /// `X W^T` for each matrix, for `x` holding `m` rows of the matrices' common column count;
 /// each result is `m × matrix.rows`, row-major. The rows are quantised once for all matrices.
 /// With [`RowMode::Fastest`], prompt-sized products (`TILED_FROM_ROWS` rows or more) go
-/// through the tiled AVX-512 VNNI kernels where the CPU has them; otherwise every matrix runs
+/// through the tiled kernels (AVX-512 VNNI or AVX2); otherwise every matrix runs
 /// in one parallel region and row `i` of each result equals the one-row product of `x_i` bit
 /// for bit.
 pub fn gemm_many(matrices: &[KQuantMatrix], x: &[f32], m: usize, mode: RowMode) -> Vec<Vec<f32>> {
@@ -313,37 +313,77 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn tiled_products_match_row_products() {
-        if !tiles::available() {
+    fn tiled_products_match_row_products_and_agree_across_levels() {
+        let levels: Vec<CpuLevel> = [CpuLevel::Avx2, CpuLevel::Avx512Vnni]
+            .into_iter()
+            .filter(|&level| level <= cpu::level())
+            .collect();
+        if levels.len() < 2 {
             // A fact of this CPU, not a missing model: PRECIS_REQUIRE_MODELS leaves it a skip.
             // Written to stderr directly, which the test harness does not capture.
             use std::io::Write as _;
             let _ = writeln!(
                 std::io::stderr().lock(),
-                "skipped tiled_products_match_row_products: this CPU lacks AVX-512 VNNI, so \
-                 precis does not use the tiled kernels here; run it on one that has it"
+                "tiled_products_match_row_products_and_agree_across_levels: only {levels:?} \
+                 here; the agreement of the AVX2 and VNNI tiles needs a CPU with AVX-512 VNNI"
             );
-            return;
         }
-        // 48 weight rows (3 tiles) and 19 activation rows (groups of 4 and a remainder of 3).
+        // 48 weight rows (3 tiles) and 19 activation rows (groups of 8 and a remainder of 3).
         let (rows, cols, m) = (48, 768, 19);
-        let w4 = q4k_blocks(rows * 3, 21);
-        let w6 = q6k_blocks(rows * 3, 22);
+        let (mut w4, mut w6) = (q4k_blocks(rows * 3, 21), q6k_blocks(rows * 3, 22));
+        // Random blocks, then the largest values against activations quantised to ±127, the
+        // most an i16 sum of the AVX2 tiles carries (an overflow would be far from the rows').
+        let random = (w4.clone(), w6.clone(), activations(cols * m, 23));
+        for (w4, w6) in w4.iter_mut().zip(&mut w6) {
+            w4.qs = [0xFF; QK_K / 2];
+            (w6.ql, w6.qh) = ([0xFF; QK_K / 2], [0xFF; QK_K / 4]);
+        }
+        let largest = (
+            w4,
+            w6,
+            (0..cols * m).map(|i| [1.0, -1.0][i / cols % 2]).collect(),
+        );
+        for (w4, w6, x) in [random, largest] {
+            tiled_case(&w4, &w6, &x, &levels, (rows, cols, m));
+        }
+    }
+
+    /// The tiled products of `x` (`m` rows) with the Q4_K and Q6_K weights, at each of
+    /// `levels`, against the row products and each other.
+    #[cfg(target_arch = "x86_64")]
+    fn tiled_case(
+        w4: &[BlockQ4K],
+        w6: &[BlockQ6K],
+        x: &[f32],
+        levels: &[CpuLevel],
+        (rows, cols, m): (usize, usize, usize),
+    ) {
         // SAFETY: plain-old-data blocks viewed as bytes.
         let b4 = unsafe { std::slice::from_raw_parts(w4.as_ptr().cast::<u8>(), w4.len() * 144) };
         let b6 = unsafe { std::slice::from_raw_parts(w6.as_ptr().cast::<u8>(), w6.len() * 210) };
-        let xq = quantize_q8k(&activations(cols * m, 23));
+        let xq = quantize_q8k(x);
         let x_rows: Vec<&[BlockQ8K]> = xq.chunks_exact(cols / QK_K).collect();
         for (format, bytes) in [(KQuant::Q4K, b4), (KQuant::Q6K, b6)] {
             let matrix = KQuantMatrix::new(format, rows, cols, bytes).unwrap();
-            let tiled = tiles::gemm_many(&[matrix], &x_rows).unwrap().remove(0);
             let rows = ActivationRows {
                 q8k: x_rows.clone(),
                 q8_0: Vec::new(),
             };
             let by_rows = gemm_by_rows(&[matrix], &rows, m).remove(0);
-            for (i, (a, b)) in tiled.iter().zip(&by_rows).enumerate() {
+            let tiled: Vec<Vec<f32>> = levels
+                .iter()
+                .map(|&level| {
+                    tiles::gemm_many_at(level, &[matrix], &x_rows)
+                        .unwrap()
+                        .remove(0)
+                })
+                .collect();
+            for (i, (a, b)) in tiled[0].iter().zip(&by_rows).enumerate() {
                 assert!(close(*a, *b), "{format:?} element {i}: {a} vs {b}");
+            }
+            // The same integers and the same float operations: the same bits at every level.
+            for (level, other) in levels.iter().zip(&tiled).skip(1) {
+                assert_eq!(other, &tiled[0], "{format:?} at {level:?}");
             }
         }
     }

@@ -1,11 +1,12 @@
-//! Prompt-sized products (many activation rows) with AVX-512 VNNI, on weights re-laid out in
-//! tiles of 16 rows while they are used.
+//! Prompt-sized products (many activation rows) with AVX-512 VNNI or AVX2, on weights re-laid
+//! out in tiles of 16 rows while they are used.
 //!
 //! Why: with one weight row at a time (`kquant::gemm`), every 32 products need an unsigned-
 //! signed multiply, a scale multiply and an add. Laid out as `[4 values][16 rows]`, one
 //! `vpdpbusd` does 64 products for 16 rows against 4 broadcast activations, and the scales are
 //! applied once per sub-block as a vector of the 16 rows' scales (llama.cpp's and candle's
-//! repacked kernels work this way). Unlike them, the tiles are not kept: each parallel task
+//! repacked kernels work this way); with AVX2 the same layout halves the scale multiplies
+//! (`tile_product_avx2`). Unlike them, the tiles are not kept: each parallel task
 //! unpacks its 16 rows into a buffer that stays in the core's cache, uses it for every
 //! activation row, and drops it, so the model's memory stays one copy of the GGUF weights.
 //! The sums are the same integers as `kquant`'s; only the order of the float scaling differs.
@@ -18,11 +19,6 @@ use std::arch::x86_64::*;
 const TILE_ROWS: usize = 16;
 /// Activation rows multiplied together against a tile (their sums live in registers).
 const X_ROWS: usize = 8;
-
-/// Whether this CPU runs the tiles (AVX-512 F/BW/VNNI).
-pub fn available() -> bool {
-    cpu::level() >= CpuLevel::Avx512Vnni
-}
 
 /// One 256-value block of 16 weight rows, laid out for the kernel.
 #[derive(Clone, Copy)]
@@ -227,13 +223,155 @@ unsafe fn tile_product<const Q6: bool>(tiles: &[TileBlock], xs: &[XBlock]) -> [_
     acc
 }
 
-/// `X W^T` for each matrix, as `kquant::gemm_many`, when `available()` and every matrix is a
-/// k-quant whose rows divide into tiles; `None` otherwise. `xq` holds the `m` quantised activation rows,
+/// [`tile_product`] with AVX2: the 16 weight rows as two halves of 8 (a 256-bit register of
+/// i32 sums), each against 4 activation rows at a time, so that the sums stay in the 16
+/// registers.
+///
+/// Without VNNI, `vpmaddubsw` multiplies the bytes and adds them in pairs to i16, and
+/// `vpmaddwd` adds those pairs to i32. Here the i16 pairs of several groups are added before
+/// `vpmaddwd`, which then applies the sub-block's scale: one `vpmaddwd` per sub-block and row
+/// group, where the one-row kernel needs one per 32 products. The i16 sums cannot overflow:
+/// a pair is at most 2 · 15 · 128 (Q4_K, eight groups: 30,720) or 2 · 63 · 128 (Q6_K, whose
+/// values are stored plus 32, two groups: 32,256). The integers are `tile_product`'s, and so
+/// is the order of the float operations: both give the same bits.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_product_avx2<const Q6: bool>(
+    tiles: &[TileBlock],
+    xs: &[XBlock],
+) -> [[__m256; 2]; X_ROWS] {
+    let mut out = [[_mm256_setzero_ps(); 2]; X_ROWS];
+    for (quad, out) in out.chunks_exact_mut(4).enumerate() {
+        for half in 0..2 {
+            let sums = quad_product_avx2::<Q6>(tiles, xs, 8 * half, 4 * quad);
+            for (out, sums) in out.iter_mut().zip(sums) {
+                out[half] = sums;
+            }
+        }
+    }
+    out
+}
+
+/// The sums of weight rows `lane..lane + 8` of the tile with activation rows
+/// `first..first + 4` of each `XBlock`.
+#[inline(always)]
+unsafe fn quad_product_avx2<const Q6: bool>(
+    tiles: &[TileBlock],
+    xs: &[XBlock],
+    lane: usize,
+    first: usize,
+) -> [__m256; 4] {
+    let (sub_blocks, groups_per_sub, groups_per_madd) = if Q6 { (16, 4, 2) } else { (8, 8, 8) };
+    let zero = _mm256_setzero_si256();
+    let low_half = _mm256_set1_epi32(0xFFFF);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (tile, x) in tiles.iter().zip(xs) {
+        let mut scaled = [zero; 4];
+        for s in 0..sub_blocks {
+            // Each row's scale in both i16 halves of its lane, for `vpmaddwd`.
+            let scale = _mm256_loadu_si256(tile.scales[s].as_ptr().add(lane).cast());
+            let scale = _mm256_or_si256(
+                _mm256_and_si256(scale, low_half),
+                _mm256_slli_epi32(scale, 16),
+            );
+            for chunk in 0..groups_per_sub / groups_per_madd {
+                let start = s * groups_per_sub + chunk * groups_per_madd;
+                let mut pairs = [zero; 4];
+                for g in start..start + groups_per_madd {
+                    let w = _mm256_loadu_si256(tile.values[g].as_ptr().add(lane).cast());
+                    for (r, pairs) in pairs.iter_mut().enumerate() {
+                        let four = _mm256_set1_epi32(x.qs[g][first + r]);
+                        *pairs = _mm256_add_epi16(*pairs, _mm256_maddubs_epi16(w, four));
+                    }
+                }
+                for (scaled, pairs) in scaled.iter_mut().zip(pairs) {
+                    *scaled = _mm256_add_epi32(*scaled, _mm256_madd_epi16(pairs, scale));
+                }
+            }
+        }
+        let mut corrections = [zero; 4];
+        for k in 0..8 {
+            let c = _mm256_loadu_si256(tile.corrections[k].as_ptr().add(lane).cast());
+            for (r, correction) in corrections.iter_mut().enumerate() {
+                let pair = _mm256_set1_epi32(x.pairs[k][first + r]);
+                *correction = _mm256_add_epi32(*correction, _mm256_madd_epi16(c, pair));
+            }
+        }
+        let d = _mm256_loadu_ps(tile.d.as_ptr().add(lane));
+        let dmin = _mm256_loadu_ps(tile.dmin.as_ptr().add(lane));
+        for r in 0..4 {
+            let xd = _mm256_set1_ps(x.d[first + r]);
+            let block = if Q6 {
+                let sum = _mm256_sub_epi32(scaled[r], corrections[r]);
+                _mm256_mul_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(sum))
+            } else {
+                let block = _mm256_mul_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(scaled[r]));
+                _mm256_fnmadd_ps(
+                    _mm256_mul_ps(dmin, xd),
+                    _mm256_cvtepi32_ps(corrections[r]),
+                    block,
+                )
+            };
+            acc[r] = _mm256_add_ps(acc[r], block);
+        }
+    }
+    acc
+}
+
+/// The sums of one group of activation rows with the tile, written to `out` (a short last
+/// group writes only its rows), with the VNNI kernel or the AVX2 one.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VNNI if `vnni`, else AVX2 and FMA.
+unsafe fn tile_into(
+    vnni: bool,
+    q6: bool,
+    tiles: &[TileBlock],
+    xs: &[XBlock],
+    out: &mut [[f32; TILE_ROWS]],
+) {
+    if vnni {
+        let sums = if q6 {
+            tile_product::<true>(tiles, xs)
+        } else {
+            tile_product::<false>(tiles, xs)
+        };
+        for (out, sums) in out.iter_mut().zip(sums) {
+            _mm512_storeu_ps(out.as_mut_ptr(), sums);
+        }
+    } else {
+        let sums = if q6 {
+            tile_product_avx2::<true>(tiles, xs)
+        } else {
+            tile_product_avx2::<false>(tiles, xs)
+        };
+        for (out, [low, high]) in out.iter_mut().zip(sums) {
+            _mm256_storeu_ps(out.as_mut_ptr(), low);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), high);
+        }
+    }
+}
+
+/// `X W^T` for each matrix, as `kquant::gemm_many`, when the CPU has AVX2 and every matrix is
+/// a k-quant whose rows divide into tiles; `None` otherwise. `xq` holds the `m` quantised activation rows,
 /// interleaved once for all matrices; every tile of every matrix is a task of one parallel
 /// region.
 pub fn gemm_many(matrices: &[KQuantMatrix], xq: &[&[BlockQ8K]]) -> Option<Vec<Vec<f32>>> {
+    gemm_many_at(cpu::level(), matrices, xq)
+}
+
+/// [`gemm_many`] with the kernels of `level` (at most this CPU's).
+pub(super) fn gemm_many_at(
+    level: CpuLevel,
+    matrices: &[KQuantMatrix],
+    xq: &[&[BlockQ8K]],
+) -> Option<Vec<Vec<f32>>> {
     use rayon::prelude::*;
-    if !available()
+    assert!(level <= cpu::level(), "{level:?} is above this CPU's level");
+    let vnni = level >= CpuLevel::Avx512Vnni;
+    if level < CpuLevel::Avx2
         || matrices
             .iter()
             .any(|matrix| !matrix.rows.is_multiple_of(TILE_ROWS) || !matrix.format.takes_q8k())
@@ -260,19 +398,15 @@ pub fn gemm_many(matrices: &[KQuantMatrix], xq: &[&[BlockQ8K]]) -> Option<Vec<Ve
         .collect();
     tasks.into_par_iter().for_each(|(matrix, first, out)| {
         let tiles = unpack(matrix, first);
+        let q6 = match matrix.format {
+            KQuant::Q4K => false,
+            KQuant::Q6K => true,
+            KQuant::Q5_0 | KQuant::Q8_0 => unreachable!("gemm_many takes k-quants only"),
+        };
         for (xs, out) in x_groups.chunks_exact(blocks).zip(out.chunks_mut(X_ROWS)) {
-            // SAFETY: `available` checked the CPU features.
-            let sums = unsafe {
-                match matrix.format {
-                    KQuant::Q4K => tile_product::<false>(&tiles, xs),
-                    KQuant::Q6K => tile_product::<true>(&tiles, xs),
-                    KQuant::Q5_0 | KQuant::Q8_0 => unreachable!("gemm_many takes k-quants only"),
-                }
-            };
-            for (out, sums) in out.iter_mut().zip(sums) {
-                // SAFETY: `out` is 16 floats.
-                unsafe { _mm512_storeu_ps(out.as_mut_ptr(), sums) };
-            }
+            // SAFETY: `level`, at most the CPU's, has the features of the kernel it picks;
+            // `out` holds 16 floats per row.
+            unsafe { tile_into(vnni, q6, &tiles, xs, out) };
         }
     });
     Some(
