@@ -111,7 +111,8 @@ def generate(args):
                     shortcomings=abstractive.get("shortcomings", []),
                     candidates=[
                         {"style": c["style"], "chosen": c["chosen"], "shortcomings": c["shortcomings"],
-                         "mended": bool(c.get("hints"))}
+                         "mended": bool(c.get("hints")), "text": c.get("text"),
+                         "properties": c.get("properties")}
                         for c in abstractive.get("candidates", [])
                     ],
                 )
