@@ -8,7 +8,7 @@
 //! nowhere else.
 //!
 //! Who reads the level: the k-quant products (`kernels::kquant`: portable below AVX2, where the
-//! model keeps candle's kernels; AVX2; AVX-512; the VNNI tiles for prompts), the decoding
+//! model keeps candle's kernels; AVX2; AVX-512; the prompt tiles, VNNI or AVX2), the decoding
 //! attention's scores (`kernels::attention`: AVX-512, AVX2, else portable), and [`vectorized`],
 //! which compiles the decoder's plain loops (SiLU, softmax, norms, RoPE, the weighted sums of
 //! values, the greedy pick) once per level.

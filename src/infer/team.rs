@@ -3,10 +3,10 @@
 //!
 //! Three mechanisms:
 //! - the team below ([`Team`]) runs the k-quant products row by row (`kernels::kquant`: every
-//!   decoding step and short chunk, and prompts where the CPU has no VNNI tiles) and the
+//!   decoding step and short chunk, and prompts on CPUs below AVX2) and the
 //!   decoding attention's KV heads (`qwen2::attention`);
 //! - a private rayon pool ([`compute_pool`]) is where a Qwen2 forward pass runs: its rayon loops
-//!   (candle's operations on prompt chunks, the AVX-512 VNNI tiles of prompt-sized products in
+//!   (candle's operations on prompt chunks, the tiles of prompt-sized products in
 //!   `kernels::kquant::tiles`) are then split between the calling thread and the pool's others,
 //!   instead of handed to the global pool while the caller sleeps (+10% prompt speed);
 //! - rayon's global pool runs candle's operations everywhere else (the Marian and embedding

@@ -2,7 +2,7 @@
 //! vectors, never a model's types (nothing here imports `qwen2`).
 //!
 //! - `kquant/`: matrix products over GGUF Q4_K/Q6_K weights (blocks, scalar reference, AVX2,
-//!   AVX-512, AVX-512 VNNI tiles);
+//!   AVX-512, prompt tiles for AVX-512 VNNI and AVX2);
 //! - `int8/`: matrix products over int8 weights and activations quantised per row (scalar
 //!   reference, AVX2, AVX-512 VNNI), for the Marian path at `--precision int8`;
 //! - `float/`: matrix products over f32 weights packed in panels (scalar reference, AVX2,
