@@ -12,8 +12,8 @@
 # the run-time dispatch reaches only on an AVX-512 CPU.
 #
 # With --translate, and on an AVX-512 machine, it also translates a sentence emulated with the
-# 1.5B model, to the very text a native run held to AVX2 gives (PRECIS_KQUANT=avx2; the VNNI
-# prompt tiles sum in another order, so the native best level's text may differ). That takes
+# 1.5B model, to the very text a native run held to AVX2 gives (PRECIS_KQUANT=avx2; the AVX-512
+# decoding kernels sum in another order, so the native best level's text may differ). That takes
 # about 15 minutes (109 prompt tokens, each AVX2 instruction emulated), so CI leaves it out: the
 # AVX2 kernels themselves are run natively there (scripts/test.sh, PRECIS_KQUANT=avx2), and the
 # level they are picked at is checked above. Run it before a release.
