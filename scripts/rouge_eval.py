@@ -186,6 +186,39 @@ def score(args):
                   f"{copies} of {sentences} sentences are near copies ({100 * copies / max(sentences, 1):.1f}%); "
                   f"{findings} fidelity findings remain; {met} summaries meet every check; "
                   f"{mended} kept a rewritten sentence")
+        candidates_report(scorer, articles, abstractive, ids)
+
+
+def candidates_report(scorer, articles, abstractive, ids):
+    """ROUGE-1 of the candidates themselves, where the output kept them (text included): by
+    style and round, of those that met every check, and of the best one per article (what a
+    perfect choice among them would score)."""
+    kept = [i for i in ids if any(c.get("text") for c in abstractive[i].get("candidates", []))]
+    if not kept:
+        return
+    by_kind, met, best = {}, [], []
+    for i in kept:
+        reference = "\n".join(split_reference(articles[i]["reference"]))
+        rounds = {}
+        scores = []
+        for c in abstractive[i]["candidates"]:
+            r1 = 100 * scorer.score(reference, c["text"])["rouge1"].fmeasure
+            scores.append(r1)
+            if c["mended"]:
+                kind = f"{c['style']}, rewritten"
+            else:
+                rounds[c["style"]] = rounds.get(c["style"], 0) + 1
+                kind = f"{c['style']}, round {rounds[c['style']]}"
+            by_kind.setdefault(kind, []).append(r1)
+            if not c["shortcomings"]:
+                met.append(r1)
+        best.append(max(scores))
+    print(f"\ncandidates ({len(kept)} articles): mean ROUGE-1 by kind (how many)")
+    for kind, values in sorted(by_kind.items()):
+        print(f"  {kind}: {statistics.mean(values):.2f} ({len(values)})")
+    if met:
+        print(f"  meeting every check: {statistics.mean(met):.2f} ({len(met)})")
+    print(f"  best candidate of each article: {statistics.mean(best):.2f}")
 
 
 # src/summarize/provenance.rs SUPPORT_THRESHOLD_EMBEDDING
