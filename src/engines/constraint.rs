@@ -1,7 +1,9 @@
 //! Constrained decoding over the text of tokens: the output may write only the numbers it is
 //! given (digit strings with their separators left out, from `fidelity::digit_forms`), after a
 //! month's name only the days it is given (`fidelity::day_forms`) or a year, and a month the
-//! source gives as a part ("mi-août") only with that part (`fidelity::qualified_months`).
+//! source gives as a part ("mi-août") only with that part (`fidelity::qualified_months`); and
+//! it may not end before it has written the words a repair must bring back
+//! (`fidelity::required_word`).
 
 use std::cell::RefCell;
 
@@ -168,6 +170,80 @@ impl TokenConstraint for KeepsToFacts<'_> {
     }
 }
 
+/// Refuses to end the reply's last sentence (its `sentences`-th: a full stop, question or
+/// exclamation mark not after a digit) or the reply itself (a token without text: the end of
+/// the turn) before it has written each of `words` as a word of its own, in any case: a repair
+/// of a translation that dropped "Wednesday" may not drop it again, where a hint alone was
+/// ignored. Refused only its end, the model wrote the sentence as before and then went on
+/// talking; refused the end of its sentence, it has to fit the word in.
+pub struct WritesWords<'a> {
+    tokenizer: &'a GgufTokenizer,
+    words: &'a [String],
+    sentences: usize,
+    /// The text of the tokens generated so far, by their count: the same for every token
+    /// tried at one step (all of the vocabulary when the most likely one is refused).
+    text: RefCell<(usize, String)>,
+}
+
+impl<'a> WritesWords<'a> {
+    pub fn new(tokenizer: &'a GgufTokenizer, words: &'a [String], sentences: usize) -> Self {
+        Self {
+            tokenizer,
+            words,
+            sentences,
+            text: RefCell::new((0, String::new())),
+        }
+    }
+}
+
+impl TokenConstraint for WritesWords<'_> {
+    fn allows(&self, generated: &[u32], token: u32) -> bool {
+        let piece = self.tokenizer.text_piece(token);
+        let mut cache = self.text.borrow_mut();
+        if cache.0 != generated.len() {
+            let bytes: Vec<u8> = generated
+                .iter()
+                .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
+                .collect();
+            *cache = (
+                generated.len(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            );
+        }
+        let text = &cache.1;
+        let ends_last_sentence = || {
+            let ends = |c: char| matches!(c, '.' | '!' | '?');
+            let after_digit = text.ends_with(|c: char| c.is_ascii_digit());
+            let piece = String::from_utf8_lossy(piece);
+            piece.trim_start().starts_with(ends)
+                && !after_digit
+                && sentence_ends(text) + 1 >= self.sentences
+        };
+        if !piece.is_empty() && !ends_last_sentence() {
+            return true;
+        }
+        self.words.iter().all(|word| writes_word(text, word))
+    }
+}
+
+/// Sentences `text` has ended: full stops, question and exclamation marks followed by a space.
+fn sentence_ends(text: &str) -> usize {
+    text.as_bytes()
+        .windows(2)
+        .filter(|w| matches!(w[0], b'.' | b'!' | b'?') && w[1] == b' ')
+        .count()
+}
+
+/// Whether `text` has `word` (one or more words) with no letter or digit joined to either end,
+/// in any case.
+pub fn writes_word(text: &str, word: &str) -> bool {
+    let (text, word) = (text.to_lowercase(), word.to_lowercase());
+    let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    text.match_indices(&word).any(|(at, _)| {
+        !joined(text[..at].chars().next_back()) && !joined(text[at + word.len()..].chars().next())
+    })
+}
+
 impl FactRules {
     /// Whether each month named by the text's last part (from `touched` on) comes with what
     /// must stand before it.
@@ -318,6 +394,27 @@ fn numbers_in(text: &[u8]) -> Vec<Number> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_required_word_counts_only_as_a_word_of_its_own() {
+        assert!(writes_word("It was announced on Wednesday.", "wednesday"));
+        assert!(writes_word("WEDNESDAY: the budget", "Wednesday"));
+        assert!(writes_word("in early October 2025", "October"));
+        assert!(!writes_word("It was announced.", "Wednesday"));
+        assert!(!writes_word("the Wednesdays of the month", "Wednesday"));
+        assert!(!writes_word("Octobers", "October"));
+        assert!(writes_word(
+            "La Presse Canadienne said",
+            "la presse canadienne"
+        ));
+    }
+
+    #[test]
+    fn sentences_end_at_a_mark_and_a_space() {
+        assert_eq!(sentence_ends("It rose 3.5% on Monday. Then"), 1);
+        assert_eq!(sentence_ends("Why? Because! It did."), 2);
+        assert_eq!(sentence_ends("No end yet"), 0);
+    }
 
     #[test]
     fn numbers_with_separators_are_one_and_open_ones_are_marked() {

@@ -1,7 +1,7 @@
 //! A chat model (Qwen2 GGUF) that turns messages into a streamed, greedy reply.
 
 use super::{
-    constraint::{FactRules, KeepsToFacts},
+    constraint::{FactRules, KeepsToFacts, WritesWords},
     copy_guard::{AvoidsCopying, AvoidsNearCopy, NearCopyRule, SourceRuns},
     EngineError,
 };
@@ -40,6 +40,12 @@ pub struct GenerateOptions {
     /// The reply's first words, given: the model writes what follows them (a repair that keeps
     /// a translation up to its first error). They are part of [`Generation::text`].
     pub reply_start: Option<String>,
+    /// Words the reply must write before it may end ([`WritesWords`]), besides any in
+    /// `reply_start`: what a repair brings back.
+    pub required_words: Vec<String>,
+    /// Sentences the reply is expected to have: the last one may not end before
+    /// `required_words` are written.
+    pub required_sentences: usize,
 }
 
 impl Default for GenerateOptions {
@@ -52,6 +58,8 @@ impl Default for GenerateOptions {
             avoid_copying: None,
             avoid_near_copy: None,
             reply_start: None,
+            required_words: Vec::new(),
+            required_sentences: 1,
         }
     }
 }
@@ -95,6 +103,7 @@ struct Constraints<'t> {
     facts: Option<KeepsToFacts<'t>>,
     fresh_wording: Option<AvoidsCopying<'t>>,
     own_sentences: Option<AvoidsNearCopy<'t>>,
+    words: Option<WritesWords<'t>>,
 }
 
 impl<'t> Constraints<'t> {
@@ -112,6 +121,9 @@ impl<'t> Constraints<'t> {
                 .avoid_near_copy
                 .as_ref()
                 .map(|rule| AvoidsNearCopy::new(tokenizer, rule)),
+            words: (!opts.required_words.is_empty()).then(|| {
+                WritesWords::new(tokenizer, &opts.required_words, opts.required_sentences)
+            }),
         }
     }
 
@@ -119,7 +131,8 @@ impl<'t> Constraints<'t> {
         let facts = self.facts.iter().map(|c| c as &dyn TokenConstraint);
         let fresh = self.fresh_wording.iter().map(|c| c as &dyn TokenConstraint);
         let own = self.own_sentences.iter().map(|c| c as &dyn TokenConstraint);
-        facts.chain(fresh).chain(own).collect()
+        let words = self.words.iter().map(|c| c as &dyn TokenConstraint);
+        facts.chain(fresh).chain(own).chain(words).collect()
     }
 }
 

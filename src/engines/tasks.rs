@@ -9,7 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    constraint::FactRules,
+    constraint::{self, FactRules},
     copy_guard::{NearCopyRule, SourceRuns},
     ChatMessage, ChatRequest, EngineError, GenerateOptions, LlmEngine, StopReason,
 };
@@ -120,6 +120,9 @@ pub struct Guidance {
     /// The translation's first words, kept from an earlier translation: the model goes on
     /// from them.
     pub reply_start: Option<String>,
+    /// English words the translation must write (enforced while decoding): a weekday or a
+    /// month that an earlier translation dropped.
+    pub required_words: Vec<String>,
     /// The article's paragraphs translated just before this text, oldest first: what a human
     /// translator looks back at so that names, terms and pronouns stay the same.
     pub context: Vec<Exchange>,
@@ -397,6 +400,16 @@ impl LlmTranslator<'_> {
                 max_new_tokens: budget.min(self.max_new_tokens),
                 facts: guidance.facts.clone(),
                 reply_start: guidance.reply_start.clone(),
+                required_words: guidance
+                    .required_words
+                    .iter()
+                    .filter(|word| {
+                        let start = guidance.reply_start.as_deref().unwrap_or("");
+                        !constraint::writes_word(start, word)
+                    })
+                    .cloned()
+                    .collect(),
+                required_sentences: crate::text::segment::sentences(french).len().max(1),
                 ..GenerateOptions::default()
             },
         })

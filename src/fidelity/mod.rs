@@ -414,6 +414,28 @@ pub fn repair_hint(finding: &Finding) -> Option<String> {
     ))
 }
 
+/// The English word a repair of `finding` must write, enforced while decoding
+/// (`engines::constraint::WritesWords`): the month of a date, or the weekday, that the
+/// translation left out. A hint alone was often ignored ("a annoncé mercredi" stayed
+/// "announced"). `None` for every other finding: a name or a number may be rendered in more
+/// than one right way.
+pub fn required_word(finding: &Finding) -> Option<String> {
+    let source = finding.source_text.trim();
+    if finding.kind != Kind::Date
+        || finding.stage != Stage::Translation
+        || !finding.output_text.trim().is_empty()
+    {
+        return None;
+    }
+    if let Some(date) = dates(source, Language::French).first() {
+        return Some(MONTHS_EN[date.month - 1].to_string());
+    }
+    match weekdays(source, Language::French)[..] {
+        [(day, _)] => Some(WEEKDAYS_EN[day].to_string()),
+        _ => None,
+    }
+}
+
 /// The start of a repaired translation, kept from `text`: its words before the first wrong
 /// number or date that `findings` point at, without the preposition in front of it; for a
 /// date written more precisely than its source, followed by the date in the source's precision
@@ -545,6 +567,30 @@ mod tests {
             "{}",
             hint("jeudi")
         );
+    }
+
+    #[test]
+    fn a_dropped_weekday_or_month_must_be_written_again() {
+        let finding = |source: &str, output: &str| Finding {
+            kind: Kind::Date,
+            stage: Stage::Translation,
+            source_text: source.to_string(),
+            output_text: output.to_string(),
+            paragraph: Some(0),
+            sentence: None,
+            problem: "p".into(),
+        };
+        let required = |source: &str| required_word(&finding(source, ""));
+        assert_eq!(required("mercredi").as_deref(), Some("Wednesday"));
+        assert_eq!(required("le 8 octobre").as_deref(), Some("October"));
+        assert_eq!(required("mi-août 2025").as_deref(), Some("August"));
+        // A date written wrongly is there to be corrected, not added; a number is not a word.
+        assert_eq!(required_word(&finding("Fin mars", "March 29th")), None);
+        let number = Finding {
+            kind: Kind::Number,
+            ..finding("15 237", "")
+        };
+        assert_eq!(required_word(&number), None);
     }
 
     #[test]

@@ -145,6 +145,10 @@ pub struct Repair {
     /// What the translator was told (the hint methods).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Words the new translation had to write before it could end (a weekday or month the
+    /// text before dropped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_words: Vec<String>,
     pub before: String,
     pub after: String,
     pub kept: bool,
@@ -164,7 +168,8 @@ pub enum RepairMethod {
     Hints,
     /// The same, decoding under a constraint: the new translation may write the source's
     /// numbers only, a day of the month only where the source gives one, and a month the
-    /// source gives as a part ("mi-août") only with that part (`engines::constraint`).
+    /// source gives as a part ("mi-août") only with that part, and may not end before it has
+    /// written a weekday or month the text before dropped (`engines::constraint`).
     HintsAndSourceFacts,
     /// One sentence per request: for a translation that dropped part of its source.
     SentenceBySentence,
@@ -378,6 +383,7 @@ impl Request<'_> {
             if findings.is_empty() {
                 break;
             }
+            let mut required_words = Vec::new();
             let dropped = findings.iter().any(|f| f.kind == fidelity::Kind::Omission);
             let can_split =
                 sentences(source).len() > 1 && !self.translator.translates_each_sentence();
@@ -408,6 +414,10 @@ impl Request<'_> {
                     // wrong date or term given its right form), so that the model takes the
                     // path it took up to there, and goes on (under the constraint).
                     reply_start: fidelity::repair_start(&best, &findings, self.glossary),
+                    required_words: findings
+                        .iter()
+                        .filter_map(fidelity::required_word)
+                        .collect(),
                     context: self.context.to_vec(),
                 };
                 let Some(output) = self.send_guided(source, &guidance)? else {
@@ -418,6 +428,7 @@ impl Request<'_> {
                 } else {
                     RepairMethod::Hints
                 };
+                required_words = guidance.required_words;
                 (method, guidance.hints, output)
             };
             let after = paragraph_findings(source, &output.text, index, self.glossary);
@@ -429,6 +440,7 @@ impl Request<'_> {
                 findings: findings.iter().map(Finding::describe).collect(),
                 method,
                 hints,
+                required_words,
                 before: best.clone(),
                 after: output.text.clone(),
                 kept,
