@@ -540,20 +540,22 @@ mod tests {
         assert!(decimal_forms("50 000 foyers, 836.000 km2, en 2013.").is_empty());
     }
 
+    /// A date finding of the first paragraph's translation.
+    fn date_finding(source: &str, output: &str) -> Finding {
+        Finding {
+            kind: Kind::Date,
+            stage: Stage::Translation,
+            source_text: source.to_string(),
+            output_text: output.to_string(),
+            paragraph: Some(0),
+            sentence: None,
+            problem: "p".into(),
+        }
+    }
+
     #[test]
     fn repair_hints_give_dates_at_their_precision() {
-        let hint = |source: &str| {
-            let finding = Finding {
-                kind: Kind::Date,
-                stage: Stage::Translation,
-                source_text: source.to_string(),
-                output_text: String::new(),
-                paragraph: Some(0),
-                sentence: None,
-                problem: "p".into(),
-            };
-            repair_hint(&finding).unwrap()
-        };
+        let hint = |source: &str| repair_hint(&date_finding(source, "")).unwrap();
         assert!(
             hint("mi-août 2025").contains("\"mid-August 2025\""),
             "{}",
@@ -571,15 +573,7 @@ mod tests {
 
     #[test]
     fn a_dropped_weekday_or_month_must_be_written_again() {
-        let finding = |source: &str, output: &str| Finding {
-            kind: Kind::Date,
-            stage: Stage::Translation,
-            source_text: source.to_string(),
-            output_text: output.to_string(),
-            paragraph: Some(0),
-            sentence: None,
-            problem: "p".into(),
-        };
+        let finding = date_finding;
         let required = |source: &str| required_word(&finding(source, ""));
         assert_eq!(required("mercredi").as_deref(), Some("Wednesday"));
         assert_eq!(required("le 8 octobre").as_deref(), Some("October"));
@@ -596,15 +590,7 @@ mod tests {
     #[test]
     fn a_repair_starts_with_the_words_before_the_error_and_the_right_date() {
         let none = Glossary::default();
-        let date = |source: &str, output: &str| Finding {
-            kind: Kind::Date,
-            stage: Stage::Translation,
-            source_text: source.to_string(),
-            output_text: output.to_string(),
-            paragraph: Some(0),
-            sentence: None,
-            problem: "p".into(),
-        };
+        let date = date_finding;
         let text = "On August 15, 2025, Russian President Vladimir Putin met Donald Trump.";
         assert_eq!(
             repair_start(text, &[date("mi-août 2025", "August 15, 2025")], &none).as_deref(),
