@@ -180,9 +180,10 @@ pub struct WritesWords<'a> {
     tokenizer: &'a GgufTokenizer,
     words: &'a [String],
     sentences: usize,
-    /// The text of the tokens generated so far, by their count: the same for every token
-    /// tried at one step (all of the vocabulary when the most likely one is refused).
-    text: RefCell<(usize, String)>,
+    /// The text of the tokens generated so far and the sentences it has ended, by the tokens'
+    /// count: the same for every token tried at one step (all of the vocabulary when the most
+    /// likely one is refused).
+    text: RefCell<(usize, String, usize)>,
 }
 
 impl<'a> WritesWords<'a> {
@@ -191,7 +192,7 @@ impl<'a> WritesWords<'a> {
             tokenizer,
             words,
             sentences,
-            text: RefCell::new((0, String::new())),
+            text: RefCell::new((0, String::new(), 0)),
         }
     }
 }
@@ -205,19 +206,16 @@ impl TokenConstraint for WritesWords<'_> {
                 .iter()
                 .flat_map(|&t| self.tokenizer.text_piece(t).iter().copied())
                 .collect();
-            *cache = (
-                generated.len(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            );
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let ended = sentence_ends(&text);
+            *cache = (generated.len(), text, ended);
         }
-        let text = &cache.1;
+        let (_, text, ended) = &*cache;
         let ends_last_sentence = || {
             let ends = |c: char| matches!(c, '.' | '!' | '?');
             let after_digit = text.ends_with(|c: char| c.is_ascii_digit());
             let piece = String::from_utf8_lossy(piece);
-            piece.trim_start().starts_with(ends)
-                && !after_digit
-                && sentence_ends(text) + 1 >= self.sentences
+            piece.trim_start().starts_with(ends) && !after_digit && ended + 1 >= self.sentences
         };
         if !piece.is_empty() && !ends_last_sentence() {
             return true;
@@ -227,7 +225,7 @@ impl TokenConstraint for WritesWords<'_> {
 }
 
 /// Sentences `text` has ended: full stops, question and exclamation marks followed by a space.
-fn sentence_ends(text: &str) -> usize {
+pub fn sentence_ends(text: &str) -> usize {
     text.as_bytes()
         .windows(2)
         .filter(|w| matches!(w[0], b'.' | b'!' | b'?') && w[1] == b' ')

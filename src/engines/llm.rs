@@ -43,8 +43,8 @@ pub struct GenerateOptions {
     /// Words the reply must write before it may end ([`WritesWords`]), besides any in
     /// `reply_start`: what a repair brings back.
     pub required_words: Vec<String>,
-    /// Sentences the reply is expected to have: the last one may not end before
-    /// `required_words` are written.
+    /// Sentences the reply is expected to write after `reply_start`: the last one may not
+    /// end before `required_words` are written.
     pub required_sentences: usize,
 }
 

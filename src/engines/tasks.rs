@@ -409,7 +409,14 @@ impl LlmTranslator<'_> {
                     })
                     .cloned()
                     .collect(),
-                required_sentences: crate::text::segment::sentences(french).len().max(1),
+                // The sentences left to write: those of the source less those the given
+                // start of the reply has ended.
+                required_sentences: crate::text::segment::sentences(french)
+                    .len()
+                    .saturating_sub(constraint::sentence_ends(
+                        guidance.reply_start.as_deref().unwrap_or(""),
+                    ))
+                    .max(1),
                 ..GenerateOptions::default()
             },
         })
