@@ -81,10 +81,16 @@ fn check_product(xs: &[f32], m: usize, cols: usize, out: &[f32], rows: usize) {
     assert_eq!(out.len(), m * rows, "{m} output rows of {rows} values");
 }
 
-/// The output rows of a product (`n` columns each) cut into blocks of `block` columns: for
-/// each block, its slice of every row. The slices are disjoint, so the tasks that write them
-/// need no locks.
-fn column_blocks(out: &mut [f32], n: usize, block: usize) -> Vec<Vec<&mut [f32]>> {
+/// Runs `work` once per block of `block` columns of the output rows (`n` columns each), in
+/// parallel: it gets the block's first column and its slice of every row. The slices are
+/// disjoint, so the tasks that write them need no locks.
+fn for_each_column_block(
+    out: &mut [f32],
+    n: usize,
+    block: usize,
+    work: impl Fn(usize, &mut [&mut [f32]]) + Send + Sync,
+) {
+    use rayon::prelude::*;
     let mut blocks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(block))
         .map(|_| Vec::with_capacity(out.len() / n))
         .collect();
@@ -94,4 +100,7 @@ fn column_blocks(out: &mut [f32], n: usize, block: usize) -> Vec<Vec<&mut [f32]>
         }
     }
     blocks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(t, mut outs)| work(t * block, &mut outs));
 }

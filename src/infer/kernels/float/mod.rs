@@ -112,17 +112,12 @@ impl F32Matrix {
         let (n, k) = (self.rows, self.cols);
         let block = self.panels_per_task() * PANEL;
         let shape = tile_shape(level);
-        super::column_blocks(out, n, block)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(t, mut outs)| {
-                let first = t * block;
-                let features = outs[0].len();
-                let panels =
-                    &self.packed[first * k..(first + features.next_multiple_of(PANEL)) * k];
-                let bias = self.bias.as_deref().map(|b| &b[first..first + features]);
-                block_product(level, &shape, xs, k, panels, bias, &mut outs);
-            });
+        super::for_each_column_block(out, n, block, |first, outs| {
+            let features = outs[0].len();
+            let panels = &self.packed[first * k..(first + features.next_multiple_of(PANEL)) * k];
+            let bias = self.bias.as_deref().map(|b| &b[first..first + features]);
+            block_product(level, &shape, xs, k, panels, bias, outs);
+        });
     }
 
     /// Panels per task: [`PANELS_PER_TASK`], fewer where the matrix would give under

@@ -157,33 +157,29 @@ impl Int8Matrix {
     fn product(&self, x: &QuantRows, out: &mut [f32], level: CpuLevel) {
         let (n, stride) = (self.rows, self.stride);
         let block = self.rows_per_task();
-        super::column_blocks(out, n, block)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(t, mut outs)| {
-                let first = t * block;
-                let w_rows = outs[0].len();
-                let w = &self.weights.data[first * stride..(first + w_rows) * stride];
-                let w_sums = &self.row_sums[first..first + w_rows];
-                let mut sums = vec![0i32; outs.len() * w_rows];
-                block_sums(level, w, w_sums, &x.data, stride, &mut sums);
-                let w_scales = &self.weights.scales[first..first + w_rows];
-                let bias = self.bias.as_deref().map(|b| &b[first..first + w_rows]);
-                for ((out, sums), sx) in outs
-                    .iter_mut()
-                    .zip(sums.chunks_exact(w_rows))
-                    .zip(&x.scales)
-                {
-                    for ((o, sum), sw) in out.iter_mut().zip(sums).zip(w_scales) {
-                        *o = *sum as f32 * sw * sx;
-                    }
-                    if let Some(bias) = bias {
-                        for (o, b) in out.iter_mut().zip(bias) {
-                            *o += b;
-                        }
+        super::for_each_column_block(out, n, block, |first, outs| {
+            let w_rows = outs[0].len();
+            let w = &self.weights.data[first * stride..(first + w_rows) * stride];
+            let w_sums = &self.row_sums[first..first + w_rows];
+            let mut sums = vec![0i32; outs.len() * w_rows];
+            block_sums(level, w, w_sums, &x.data, stride, &mut sums);
+            let w_scales = &self.weights.scales[first..first + w_rows];
+            let bias = self.bias.as_deref().map(|b| &b[first..first + w_rows]);
+            for ((out, sums), sx) in outs
+                .iter_mut()
+                .zip(sums.chunks_exact(w_rows))
+                .zip(&x.scales)
+            {
+                for ((o, sum), sw) in out.iter_mut().zip(sums).zip(w_scales) {
+                    *o = *sum as f32 * sw * sx;
+                }
+                if let Some(bias) = bias {
+                    for (o, b) in out.iter_mut().zip(bias) {
+                        *o += b;
                     }
                 }
-            });
+            }
+        });
     }
 
     /// Weight rows per task: `WEIGHT_BLOCK_BYTES` of them, fewer where the matrix would give
