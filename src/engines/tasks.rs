@@ -256,9 +256,6 @@ pub const SUMMARY_COPY_RUN_WORDS: usize = 7;
 /// nearly copies a sentence.
 pub const STRICT_COPY_RUN_WORDS: usize = 5;
 
-/// The same for the rewrite of a sentence that copies the article anyway.
-const COPIED_SENTENCE_RUN_WORDS: usize = 3;
-
 /// For one section of an article too long for one request: the map step of map-reduce.
 const SECTION_INSTRUCTION: &str = "Summarise the part of an article above in 2 or 3 sentences \
 of English, in your own words, keeping names, numbers and who said what. Reply with the \
@@ -477,7 +474,7 @@ pub fn mend_summary_sentence(
     );
     let (run_words, near_copy) = match rewording {
         Rewording::Runs(words) => (words, None),
-        Rewording::Copied(rule) => (COPIED_SENTENCE_RUN_WORDS, Some(rule.clone())),
+        Rewording::Copied(rule) => (STRICT_COPY_RUN_WORDS, Some(rule.clone())),
     };
     summary_request(
         english_article,
@@ -493,10 +490,11 @@ pub enum Rewording<'a> {
     /// No run of this many words, as the paragraph it goes back into.
     Runs(usize),
     /// The sentence copied the article (whose sentences, and how much of one may be
-    /// repeated, the rule holds): not even three words in a row (names and quotations
-    /// aside), nor a sentence copied with words left out. Held to runs of five alone, the
-    /// rewrite of "Moscow accuses Ukraine and allies of sabotaging Trump's efforts" was
-    /// another copy.
+    /// repeated, the rule holds): no run of [`STRICT_COPY_RUN_WORDS`] words (names and
+    /// quotations aside), nor a sentence copied with words left out. Held to runs of five
+    /// alone, the rewrite of "Moscow accuses Ukraine and allies of sabotaging Trump's efforts"
+    /// was another copy. Runs of 3, with the same rule, were stricter than the near-copy line
+    /// needs, and lost ROUGE-1: 37.29 against 37.77 for runs of 5 on 49 CNN/DailyMail articles.
     Copied(&'a NearCopyRule),
 }
 
