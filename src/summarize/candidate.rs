@@ -88,6 +88,22 @@ pub fn choose(candidates: &[Properties], form: &SummaryForm) -> Option<(usize, b
     Some((best, candidates[best].shortcomings(form).is_empty()))
 }
 
+/// An item of a list without its marker. A number is a marker only when "." or ")" and a space
+/// follow it: an item that starts with a number ("70 years after the end of the war", "2.5
+/// million people") keeps it, where dropping every leading digit once made a CNN/DailyMail
+/// summary say "years after the end of World War II".
+fn without_list_marker(line: &str) -> &str {
+    let line = line.trim();
+    let after_digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+    if after_digits.len() < line.len() {
+        return match after_digits.strip_prefix(['.', ')']) {
+            Some(item) if item.is_empty() || item.starts_with(char::is_whitespace) => item.trim(),
+            _ => line,
+        };
+    }
+    line.trim_start_matches(['-', '*', '•']).trim()
+}
+
 /// The words of a sentence as compared for copying: lowercased, letters and digits only.
 fn words(sentence: &str) -> Vec<String> {
     sentence
@@ -145,12 +161,7 @@ pub fn coverage(summary: &[Vec<f32>], key: &[&[f32]], threshold: f32) -> f32 {
 pub fn paragraph_from_list(reply: &str) -> String {
     reply
         .lines()
-        .map(|line| {
-            line.trim()
-                .trim_start_matches(|c: char| c.is_ascii_digit())
-                .trim_start_matches(['.', ')', '-', '*', '•'])
-                .trim()
-        })
+        .map(without_list_marker)
         .filter(|item| !item.is_empty() && !item.ends_with(':'))
         .map(|item| {
             if item.ends_with(['.', '!', '?', '"', '”', '»', ')']) {
@@ -249,6 +260,17 @@ mod tests {
             ["1 sentence(s) copied from the article"]
         );
         assert_eq!(choose(&[], &form), None);
+    }
+
+    #[test]
+    fn an_item_keeps_the_number_it_starts_with() {
+        let reply = "1. Germans now see themselves as victims of the Nazis.\n70 years after the \
+                     war, attitudes are changing.\n3) 2.5 million people were asked.\n4.";
+        assert_eq!(
+            paragraph_from_list(reply),
+            "Germans now see themselves as victims of the Nazis. 70 years after the war, \
+             attitudes are changing. 2.5 million people were asked."
+        );
     }
 
     #[test]
