@@ -17,7 +17,7 @@ use crate::{
     summarize::{
         self as summary, article_sentences,
         candidate::{
-            choose, coverage, is_near_copy, paragraph_from_list, paragraph_sentences,
+            choose, coverage, is_near_copy, mend_target, paragraph_from_list, paragraph_sentences,
             repeated_sentences, word_count, Properties, NEAR_COPY,
         },
         is_headline,
@@ -552,14 +552,14 @@ impl Round<'_, '_> {
         let mendable: Vec<usize> = (first..self.candidates.len())
             .filter(|&i| !sentence_hints(&self.verdicts[i]).is_empty())
             .collect();
-        let to_mend = choose(
+        let to_mend = mend_target(
             &mendable
                 .iter()
                 .map(|&i| self.candidates[i].properties.clone())
                 .collect::<Vec<_>>(),
             self.form,
         )
-        .map(|(best, _)| mendable[best]);
+        .map(|best| mendable[best]);
         if let (false, Some(target)) = (meets_all, to_mend) {
             self.mend(target, on_token)?;
         }

@@ -104,6 +104,24 @@ fn without_list_marker(line: &str) -> &str {
     line.trim_start_matches(['-', '*', '•']).trim()
 }
 
+/// Of paragraphs whose flagged sentences a rewrite may mend, the one to rewrite: first the
+/// fewest shortcomings that a rewrite of its sentences leaves (form, support, an unfinished
+/// reply), then as [`choose`] ranks. Ranked by [`choose`] alone, a 2-sentence paragraph with one
+/// copy went before two of 4 sentences with copies and findings (one shortcoming each, copying
+/// aside; fewer copies), and its rewrite, still 2 sentences, was kept (a CNN/DailyMail article,
+/// docs/evaluation.md).
+pub fn mend_target(candidates: &[Properties], form: &SummaryForm) -> Option<usize> {
+    let lasting = |p: &Properties| {
+        p.shortcomings(form).len() - usize::from(p.near_copies > 0) - usize::from(p.findings > 0)
+    };
+    let fewest = candidates.iter().map(lasting).min()?;
+    let eligible: Vec<usize> = (0..candidates.len())
+        .filter(|&i| lasting(&candidates[i]) == fewest)
+        .collect();
+    let among: Vec<Properties> = eligible.iter().map(|&i| candidates[i].clone()).collect();
+    choose(&among, form).map(|(best, _)| eligible[best])
+}
+
 /// The words of a sentence as compared for copying: lowercased, letters and digits only.
 fn words(sentence: &str) -> Vec<String> {
     sentence
@@ -271,6 +289,22 @@ mod tests {
             "Germans now see themselves as victims of the Nazis. 70 years after the war, \
              attitudes are changing. 2.5 million people were asked."
         );
+    }
+
+    #[test]
+    fn the_rewrite_goes_first_to_a_paragraph_whose_shortcomings_a_rewrite_can_mend() {
+        let form = SummaryForm::default();
+        let two_sentences = properties(2, 40, 0.6, 1);
+        let mut copied_flagged = properties(4, 70, 0.6, 3);
+        copied_flagged.findings = 1;
+        let mut copied_more_flagged = properties(4, 75, 0.8, 4);
+        copied_more_flagged.findings = 3;
+        let candidates = [two_sentences.clone(), copied_more_flagged, copied_flagged];
+        // What `choose` prefers (fewer copies) is not what a rewrite can bring to 3-5 sentences.
+        assert_eq!(choose(&candidates, &form), Some((0, false)));
+        assert_eq!(mend_target(&candidates, &form), Some(2));
+        assert_eq!(mend_target(&[two_sentences], &form), Some(0));
+        assert_eq!(mend_target(&[], &form), None);
     }
 
     #[test]
