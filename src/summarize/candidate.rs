@@ -3,6 +3,7 @@
 //! sentences, and fidelity.
 
 use serde::Serialize;
+use std::cmp::Ordering;
 
 use super::cosine;
 use crate::{engines::tasks::SummaryForm, text::segment::sentences};
@@ -73,35 +74,19 @@ impl Properties {
 /// the fewest shortcomings other than copying (faithfulness and form come first), then the
 /// fewest copied sentences, then the best coverage. Ties go to the earlier candidate.
 pub fn choose(candidates: &[Properties], form: &SummaryForm) -> Option<(usize, bool)> {
-    let score = |p: &Properties| {
-        let copying = usize::from(p.near_copies > 0);
-        (
-            p.shortcomings(form).len() - copying,
-            p.near_copies,
-            -p.coverage,
-        )
-    };
-    let best = (0..candidates.len()).min_by(|&a, &b| {
-        let (sa, sb) = (score(&candidates[a]), score(&candidates[b]));
-        (sa.0, sa.1).cmp(&(sb.0, sb.1)).then(sa.2.total_cmp(&sb.2))
-    })?;
+    let best = (0..candidates.len())
+        .min_by(|&a, &b| choice_order(&candidates[a], &candidates[b], form))?;
     Some((best, candidates[best].shortcomings(form).is_empty()))
 }
 
-/// An item of a list without its marker. A number is a marker only when "." or ")" and a space
-/// follow it: an item that starts with a number ("70 years after the end of the war", "2.5
-/// million people") keeps it, where dropping every leading digit once made a CNN/DailyMail
-/// summary say "years after the end of World War II".
-fn without_list_marker(line: &str) -> &str {
-    let line = line.trim();
-    let after_digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
-    if after_digits.len() < line.len() {
-        return match after_digits.strip_prefix(['.', ')']) {
-            Some(item) if item.is_empty() || item.starts_with(char::is_whitespace) => item.trim(),
-            _ => line,
-        };
-    }
-    line.trim_start_matches(['-', '*', '•']).trim()
+/// The order [`choose`] ranks paragraphs in: the fewest shortcomings other than copying, then
+/// the fewest copied sentences, then the best coverage.
+fn choice_order(a: &Properties, b: &Properties, form: &SummaryForm) -> Ordering {
+    let besides_copying =
+        |p: &Properties| p.shortcomings(form).len() - usize::from(p.near_copies > 0);
+    (besides_copying(a), a.near_copies)
+        .cmp(&(besides_copying(b), b.near_copies))
+        .then(b.coverage.total_cmp(&a.coverage))
 }
 
 /// Of paragraphs whose flagged sentences a rewrite may mend, the one to rewrite: first the
@@ -114,12 +99,12 @@ pub fn mend_target(candidates: &[Properties], form: &SummaryForm) -> Option<usiz
     let lasting = |p: &Properties| {
         p.shortcomings(form).len() - usize::from(p.near_copies > 0) - usize::from(p.findings > 0)
     };
-    let fewest = candidates.iter().map(lasting).min()?;
-    let eligible: Vec<usize> = (0..candidates.len())
-        .filter(|&i| lasting(&candidates[i]) == fewest)
-        .collect();
-    let among: Vec<Properties> = eligible.iter().map(|&i| candidates[i].clone()).collect();
-    choose(&among, form).map(|(best, _)| eligible[best])
+    (0..candidates.len()).min_by(|&a, &b| {
+        let (pa, pb) = (&candidates[a], &candidates[b]);
+        lasting(pa)
+            .cmp(&lasting(pb))
+            .then_with(|| choice_order(pa, pb, form))
+    })
 }
 
 /// The words of a sentence as compared for copying: lowercased, letters and digits only.
@@ -172,6 +157,22 @@ pub fn coverage(summary: &[Vec<f32>], key: &[&[f32]], threshold: f32) -> f32 {
         .filter(|k| summary.iter().any(|s| cosine(s, k) >= threshold))
         .count();
     covered as f32 / key.len() as f32
+}
+
+/// An item of a list without its marker. A number is a marker only when "." or ")" and a space
+/// follow it: an item that starts with a number ("70 years after the end of the war", "2.5
+/// million people") keeps it, where dropping every leading digit once made a CNN/DailyMail
+/// summary say "years after the end of World War II".
+fn without_list_marker(line: &str) -> &str {
+    let line = line.trim();
+    let after_digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+    if after_digits.len() < line.len() {
+        return match after_digits.strip_prefix(['.', ')']) {
+            Some(item) if item.is_empty() || item.starts_with(char::is_whitespace) => item.trim(),
+            _ => line,
+        };
+    }
+    line.trim_start_matches(['-', '*', '•']).trim()
 }
 
 /// The model's list of sentences as one paragraph: list markers ("1.", "-", "•") and label
